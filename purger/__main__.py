@@ -1,0 +1,5 @@
+"""``python -m purger``."""
+
+from purger.cli import main
+
+main()

@@ -1,0 +1,229 @@
+"""Names: normalization, validation, weights, and merging into a sorted :class:`NameSet`.
+
+Pure: this module reads nothing and sends nothing. ``sources.py`` turns files, stdin and
+URLs into :data:`Record` tuples; this module turns records into the set the planner cuts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, TypeAlias
+
+from purger.errors import InputError, UsageError
+
+__all__ = [
+    "NameSet",
+    "Normalization",
+    "Record",
+    "WeightSpec",
+    "WeightTransform",
+    "build_name_set",
+    "normalize_name",
+]
+
+#: One input row: the name as written, the weight cell (``None`` when there is no weight
+#: column) and its 1-based line number, for error messages.
+Record: TypeAlias = tuple[str, str | None, int]
+
+_INVALID_EXAMPLES: Final = 5
+
+
+class Normalization(StrEnum):
+    """How raw names become keys: PEP 503 for PyPI projects, ``none`` for other key spaces."""
+
+    PEP503 = "pep503"
+    NONE = "none"
+
+
+class WeightTransform(StrEnum):
+    """How a weight column's cells become weights."""
+
+    NONE = "none"
+    #: The cell is a popularity rank (1 = most popular): weight 1/rank. Unranked names
+    #: weigh 1/(largest rank + 1), a little less than the least popular ranked name.
+    ZIPF_RANK = "zipf-rank"
+
+
+_PEP503_SEPARATORS: Final = re.compile(r"[-_.]+")
+# Keys in other spaces travel in headers and URLs: no white space, no control characters.
+_OPAQUE_KEY: Final = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
+
+def normalize_name(raw: str, normalization: Normalization) -> str | None:
+    """Return the normalized form of ``raw``, or ``None`` when it is not a valid name.
+
+    PEP 503 names must be valid PEP 508 names: ASCII letters and digits, with ``-``, ``_``
+    and ``.`` inside. String methods rather than a regular expression: this runs once per
+    name (886,323 times for PyPI) and is three times faster this way.
+    """
+    if normalization is Normalization.NONE:
+        return raw if _OPAQUE_KEY.fullmatch(raw) else None
+    name = raw.lower()
+    if name.isalnum() and name.isascii():  # most names: nothing to fold
+        return name
+    if "_" in name or "." in name or "--" in name:
+        name = _PEP503_SEPARATORS.sub("-", name)
+    if name.isascii() and name.replace("-", "").isalnum() and name[0] != "-" and name[-1] != "-":
+        return name
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightSpec:
+    """Where weights come from: every name weighs 1, or a column, maybe transformed."""
+
+    column: str | None = None
+    transform: WeightTransform = WeightTransform.NONE
+
+    def __post_init__(self) -> None:
+        if self.transform is not WeightTransform.NONE and self.column is None:
+            raise UsageError(f"--weight-transform {self.transform} needs --weight-column")
+
+    @property
+    def label(self) -> str:
+        """The short description stored in a plan: ``count``, ``downloads``, ``zipf-rank(rank)``."""
+        if self.column is None:
+            return "count"
+        if self.transform is WeightTransform.NONE:
+            return self.column
+        return f"{self.transform}({self.column})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NameSet:
+    """Unique normalized names in code-point order, with their weights.
+
+    ``records`` rows were read; ``merged`` of them named a name already seen (after
+    normalization) and had their weight added to it; ``invalid`` were skipped.
+    """
+
+    names: tuple[str, ...]
+    weights: tuple[float, ...]
+    normalization: Normalization
+    weight: WeightSpec
+    records: int
+    merged: int
+    invalid: int
+    invalid_examples: tuple[str, ...] = ()
+    #: Spellings as given that differ from their normalized name (``{raw}`` templates).
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def total_weight(self) -> float:
+        return math.fsum(self.weights)
+
+
+def build_name_set(
+    records: Iterable[Record],
+    *,
+    where: str,
+    normalization: Normalization = Normalization.PEP503,
+    weight: WeightSpec | None = None,
+    strict: bool = False,
+) -> NameSet:
+    """Normalize, validate, weigh and merge ``records`` read from ``where``.
+
+    Raises :class:`InputError` for a weight that is not a number, for an invalid name when
+    ``strict``, and when no valid name is left.
+    """
+    spec = weight if weight is not None else WeightSpec()
+    is_zipf = spec.transform is WeightTransform.ZIPF_RANK
+    column = spec.column
+    totals: dict[str, float] = {}
+    aliases: dict[str, list[str]] = {}
+    unranked: list[str] = []  # zipf-rank: their weight is known only after the last row
+    max_rank = 0
+    records_read = invalid = 0
+    examples: list[str] = []
+    get = totals.get  # bound once: the loop below runs once per name
+
+    for raw, cell, line in records:
+        records_read += 1
+        name = normalize_name(raw, normalization)
+        if name is None:
+            if strict:
+                raise InputError(
+                    f"{raw!r} is not a valid {normalization} name", where=where, line=line
+                )
+            invalid += 1
+            if len(examples) < _INVALID_EXAMPLES:
+                examples.append(raw)
+            continue
+        if column is None:
+            value = 1.0
+        elif is_zipf:
+            rank = _parse_rank(cell, column, where, line) if cell else None
+            if rank is None:
+                unranked.append(name)
+                value = 0.0
+            else:
+                max_rank = max(max_rank, rank)
+                value = 1.0 / rank
+        else:
+            value = _parse_weight(cell, column, where, line)
+        totals[name] = get(name, 0.0) + value
+        if raw != name:
+            aliases.setdefault(name, []).append(raw)
+
+    if not totals:
+        detail = f" ({invalid} invalid names skipped)" if invalid else ""
+        raise InputError(f"no names to plan{detail}", where=where)
+    if unranked:
+        unranked_weight = 1.0 / (max_rank + 1)
+        for name in unranked:
+            totals[name] += unranked_weight
+
+    names = sorted(totals)
+    return NameSet(
+        names=tuple(names),
+        weights=tuple(map(totals.__getitem__, names)),
+        normalization=normalization,
+        weight=spec,
+        records=records_read,
+        merged=records_read - invalid - len(totals),
+        invalid=invalid,
+        invalid_examples=tuple(examples),
+        aliases={name: tuple(spellings) for name, spellings in aliases.items()},
+    )
+
+
+def _parse_weight(cell: str | None, column: str, where: str, line: int) -> float:
+    text = (cell or "").strip()
+    if not text:
+        raise InputError(
+            f"empty weight in column {column!r} (a rank column wants --weight-transform zipf-rank)",
+            where=where,
+            line=line,
+        )
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(
+            f"weight {text!r} in column {column!r} is not a number", where=where, line=line
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise InputError(
+            f"weight {text!r} in column {column!r} must be a finite number >= 0",
+            where=where,
+            line=line,
+        )
+    return value
+
+
+def _parse_rank(cell: str | None, column: str, where: str, line: int) -> int | None:
+    text = (cell or "").strip()
+    if not text:
+        return None
+    try:
+        rank = int(text)
+    except ValueError:
+        rank = 0
+    if rank < 1:
+        raise InputError(
+            f"rank {text!r} in column {column!r} is not a whole number >= 1", where=where, line=line
+        )
+    return rank

@@ -1,0 +1,120 @@
+"""Rendering for people: rich tables and summary lines. No decisions are made here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from purger.names import NameSet
+from purger.plan import Comparison, Plan
+
+__all__ = ["format_weight", "render_plan", "render_skipped"]
+
+_SHOWN_SKIPPED = 3
+
+
+def format_weight(value: float) -> str:
+    """``13,849`` for whole weights, four significant digits otherwise."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}"
+
+
+def _range(start: str, limit: str | None) -> str:
+    low = repr(start) if start else "start"
+    high = repr(limit) if limit is not None else "end"
+    return f"[{low}, {high})"
+
+
+def render_skipped(name_set: NameSet, console: Console) -> None:
+    """Warn about names that were skipped as invalid (on the diagnostics console)."""
+    if not name_set.invalid:
+        return
+    shown = ", ".join(repr(n) for n in name_set.invalid_examples[:_SHOWN_SKIPPED])
+    more = "" if name_set.invalid <= _SHOWN_SKIPPED else ", ..."
+    console.print(
+        f"[yellow]skipped {name_set.invalid:,} invalid {name_set.normalization} names[/] "
+        f"({shown}{more}); --strict makes this an error",
+        highlight=False,
+    )
+
+
+def render_plan(
+    plan: Plan,
+    console: Console,
+    *,
+    name_set: NameSet | None = None,
+    comparison: Comparison | None = None,
+) -> None:
+    """The shard table, then the summary an operator reads before purging."""
+    table = Table(title=f"plan {plan.fingerprint[:12]}", title_justify="left")
+    table.add_column("shard", justify="right")
+    table.add_column("range")
+    table.add_column("count", justify="right")
+    table.add_column("weight", justify="right")
+    table.add_column("share", justify="right")
+    for shard in plan.shards:
+        table.add_row(
+            str(shard.id),
+            _range(shard.start, shard.limit),
+            f"{shard.count:,}",
+            format_weight(shard.weight),
+            f"{100 * shard.weight / plan.total_weight:.2f} %",
+        )
+    console.print(table)
+
+    if name_set is not None:
+        merged = f"; {name_set.merged:,} merged into names already seen" if name_set.merged else ""
+        console.print(
+            f"{plan.total_count:,} names from {plan.source or 'input'} "
+            f"({name_set.records:,} rows{merged}), normalize {plan.normalization}, "
+            f"weight {plan.weight} (total {format_weight(plan.total_weight)})",
+            highlight=False,
+        )
+    weights = [s.weight for s in plan.shards]
+    mean = plan.total_weight / len(plan.shards)
+    console.print(
+        f"{len(plan.shards)} shards; heaviest {format_weight(max(weights))} = "
+        f"{max(weights) / mean:.3f} x the mean {format_weight(mean)}",
+        highlight=False,
+    )
+    if plan.heavy_names:
+        console.print(
+            f"{len(plan.heavy_names)} name(s) heavier than a shard, each in a shard of its own: "
+            + ", ".join(plan.heavy_names[:10])
+            + (", ..." if len(plan.heavy_names) > 10 else ""),
+            highlight=False,
+        )
+    console.print(
+        f"{plan.settings.workers} workers taking shards heaviest first: makespan "
+        f"{plan.makespan_ratio:.3f} x its lower bound "
+        "(the larger of total / workers and the heaviest name)",
+        highlight=False,
+    )
+    for line in _prefix_lines(plan.prefix_shards):
+        console.print(line, highlight=False)
+    if comparison is not None:
+        console.print(
+            f"by first character (PyPI 2022): {comparison.first_letter_shards} shards, makespan "
+            f"{comparison.first_letter_ratio:.2f} x the ideal total / {comparison.workers} "
+            f"('{comparison.heaviest_prefix}' alone weighs "
+            f"{100 * comparison.heaviest_weight / plan.total_weight:.1f} %); "
+            f"this plan: {comparison.plan_ratio:.2f} x",
+            highlight=False,
+        )
+
+
+def _prefix_lines(prefix_shards: Sequence[tuple[str, int]]) -> list[str]:
+    """``p: 15 shards (py: 8, pe: 2, pyt: 2)``, one line per first character."""
+    lines: list[str] = []
+    tops = [(p, n) for p, n in prefix_shards if len(p) == 1]
+    for top, count in sorted(tops, key=lambda item: (-item[1], item[0])):
+        inner = sorted(
+            ((p, n) for p, n in prefix_shards if len(p) > 1 and n > 2 and p.startswith(top)),
+            key=lambda item: (len(item[0]), -item[1], item[0]),
+        )
+        detail = ", ".join(f"{p}: {n}" for p, n in inner[:8])
+        lines.append(f"{top}: {count} shards" + (f" ({detail})" if detail else ""))
+    return lines
