@@ -62,12 +62,15 @@ def normalize_name(raw: str, normalization: Normalization) -> str | None:
     """
     if normalization is Normalization.NONE:
         return raw if _OPAQUE_KEY.fullmatch(raw) else None
+    # Before lower(): some non-ASCII letters fold to ASCII (the Kelvin sign to "k").
+    if not raw.isascii():
+        return None
     name = raw.lower()
-    if name.isalnum() and name.isascii():  # most names: nothing to fold
+    if name.isalnum():  # most names: nothing to fold
         return name
     if "_" in name or "." in name or "--" in name:
         name = _PEP503_SEPARATORS.sub("-", name)
-    if name.isascii() and name.replace("-", "").isalnum() and name[0] != "-" and name[-1] != "-":
+    if name.replace("-", "").isalnum() and name[0] != "-" and name[-1] != "-":
         return name
     return None
 
@@ -167,7 +170,9 @@ def build_name_set(
             value = _parse_weight(cell, column, where, line)
         totals[name] = get(name, 0.0) + value
         if raw != name:
-            aliases.setdefault(name, []).append(raw)
+            spellings = aliases.setdefault(name, [])
+            if raw not in spellings:  # each spelling once, however often it is repeated
+                spellings.append(raw)
 
     if not totals:
         detail = f" ({invalid} invalid names skipped)" if invalid else ""

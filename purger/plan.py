@@ -61,9 +61,9 @@ DEFAULT_WORKERS: Final = 16
 DEFAULT_SHARDS_PER_WORKER: Final = 8
 #: How far (as a fraction of a shard's weight) a cut may move to find a shorter boundary.
 DEFAULT_WINDOW: Final = 0.04
-#: With default shard counts, shards are split until heaviest-first scheduling comes within
-#: this factor of its lower bound (or every worker got one extra shard).
-_MAKESPAN_TOLERANCE: Final = 1.02
+#: With the default shard count, up to one shard per worker is added until equal shards,
+#: taken heaviest first, pack within this factor of the lower bound.
+_PACKING_TOLERANCE: Final = 1.01
 #: Prefix depth reported in the per-prefix summary (``p``, ``py``, ``pyt``).
 _SUMMARY_DEPTH: Final = 3
 
@@ -185,11 +185,10 @@ def make_plan(name_set: NameSet, settings: PlanSettings, *, source: str | None =
     if settings.max_weight is not None:
         cuts, heavy = _greedy_cuts(names, weights, prefix, settings.max_weight, settings.window)
     else:
-        cuts, heavy = _quantile_cuts(
-            names, weights, prefix, settings.wanted_shards, settings.window
-        )
+        wanted = settings.wanted_shards
         if settings.shards is None:  # an explicit count is kept as asked
-            cuts = _balance_workers(names, prefix, cuts, settings.workers, settings.window)
+            wanted = _count_for_workers(weights, wanted, settings.workers)
+        cuts, heavy = _quantile_cuts(names, weights, prefix, wanted, settings.window)
     bounds = [0, *cuts, len(names)]
     shards = tuple(
         Shard(
@@ -269,8 +268,12 @@ def _quantile_cuts(
         if near < len(forced_at) and forced_at[near] <= goal + slack:
             previous = forced_at[near]
             continue  # a heavy name's own boundary already sits here
-        # No shard may end up heavier than (1 + window) shares: cuts move, errors don't add.
-        high = bisect.bisect_right(light, previous + light_share + slack) - 1
+        # Snapping may not make a shard heavier than (1 + window) shares; the plain
+        # quantile cut stays allowed, so errors never add up from cut to cut.
+        high = max(
+            bisect.bisect_right(light, previous + light_share + slack) - 1,
+            bisect.bisect_left(light, goal),
+        )
         cut = _best_cut(names, light, goal, slack, low=1, high=min(n - 1, high))
         if cut is not None:
             cuts.add(cut)
@@ -278,42 +281,33 @@ def _quantile_cuts(
     return sorted(cuts), heavy
 
 
-def _balance_workers(
-    names: Sequence[str], prefix: Sequence[float], cuts: list[int], workers: int, window: float
-) -> list[int]:
-    """Split the heaviest shards while heaviest-first scheduling would leave the busiest
-    worker more than 2 % above its lower bound; at most one extra shard per worker.
+def _count_for_workers(weights: Sequence[float], wanted: int, workers: int) -> int:
+    """The first shard count from ``wanted`` to ``wanted + workers`` whose equal shards pack
+    within 1 % of the lower bound when taken heaviest first, else the one that packs best.
 
-    Equal shards pack badly when the per-worker share is not a whole number of them (a
-    heavy name of 1.9 shards, say); a few halves give the scheduler the small pieces it
-    needs at the end.
+    Equal shards pack badly when a worker's share is not a whole number of them, as when a
+    heavy name weighs 1.9 shares; a few more, smaller shards let the schedule even out.
     """
-    n = len(names)
-    weights = [b - a for a, b in pairwise(prefix)]
-    lower = max(prefix[-1] / workers, max(weights))
-
-    def makespan(cut_list: list[int]) -> float:
-        bounds = [0, *cut_list, n]
-        return lpt_makespan([prefix[b] - prefix[a] for a, b in pairwise(bounds)], workers)
-
-    best, best_makespan = cuts, makespan(cuts)
-    current = cuts
-    for _ in range(workers):
-        if best_makespan <= _MAKESPAN_TOLERANCE * lower:
-            break
-        bounds = [0, *current, n]
-        splittable = [(prefix[b] - prefix[a], a, b) for a, b in pairwise(bounds) if b - a > 1]
-        if not splittable:
-            break
-        weight, lo, hi = max(splittable)
-        goal = prefix[lo] + weight / 2
-        cut = _best_cut(names, prefix, goal, window * weight / 2, low=lo + 1, high=hi - 1)
-        assert cut is not None  # noqa: S101 - hi - lo > 1 leaves a cut to make
-        current = sorted([*current, cut])
-        candidate = makespan(current)
-        if candidate < best_makespan:
-            best, best_makespan = current, candidate
-    return best
+    n = len(weights)
+    total = math.fsum(weights)
+    counts = range(min(wanted, n), min(wanted + workers, n) + 1)
+    # Names that could be heavy at the largest count, heaviest first: one pass over weights.
+    candidates = sorted((w for w in weights if w > total / counts[-1]), reverse=True)
+    good_enough = _PACKING_TOLERANCE * max(total / workers, max(weights))
+    best_count, best_makespan = wanted, math.inf
+    for count in counts:
+        share = total / count
+        heavy = candidates[: bisect.bisect_left([-w for w in candidates], -share)]
+        light_count = count - len(heavy)
+        if light_count < 1:
+            continue
+        light_share = (total - math.fsum(heavy)) / light_count
+        makespan = lpt_makespan([*heavy, *([light_share] * light_count)], workers)
+        if makespan <= good_enough:
+            return count
+        if makespan < best_makespan:
+            best_count, best_makespan = count, makespan
+    return best_count
 
 
 def _best_cut(

@@ -19,6 +19,7 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import IO, Final, Literal
+from urllib.parse import unquote
 
 import httpx
 
@@ -106,7 +107,12 @@ def _open_binary(source: NamesSource, stdin: IO[bytes] | None) -> Iterator[IO[by
             if stdin is None:
                 raise UsageError("'-' reads names from stdin, but no stdin was given")
             # Not closed here: stdin belongs to the caller.
-            buffered = stdin if hasattr(stdin, "peek") else io.BufferedReader(stdin)  # type: ignore[type-var]
+            if hasattr(stdin, "peek"):
+                buffered = stdin
+            else:
+                buffered = io.BufferedReader(stdin)  # type: ignore[type-var]
+                # Detached when done: a collected BufferedReader closes what it wraps.
+                stack.callback(buffered.detach)
         elif source.path == SAMPLE_NAME:
             sample = resources.files("purger.data").joinpath(_SAMPLE_RESOURCE)
             buffered = stack.enter_context(sample.open("rb"))
@@ -207,10 +213,15 @@ def _table_records(
                         where=where,
                         line=line,
                     )
+                name = row[name_at]
+                if len(name) > MAX_LINE_CHARS or not name.isascii():  # rare: check closely
+                    _checked(name, where, line)
                 cell = None
                 if weight_at is not None:
-                    cell = _checked(row[weight_at], where, line) if weight_at < len(row) else ""
-                yield _checked(row[name_at], where, line).strip(), cell, line
+                    cell = row[weight_at] if weight_at < len(row) else ""
+                    if len(cell) > MAX_LINE_CHARS or not cell.isascii():
+                        _checked(cell, where, line)
+                yield name.strip(), cell, line
         except csv.Error as err:
             raise InputError(f"malformed row ({err})", where=where, line=reader.line_num) from None
 
@@ -243,8 +254,9 @@ def fetch_simple_index(
     """Download a PEP 691 project list and return one record per project.
 
     ``on_progress(received_bytes, total_bytes_or_None)`` is called as data arrives.
-    A 4xx answer or a body that is not PEP 691 JSON is an :class:`InputError`; a network
-    failure or a 5xx is :class:`UnavailableError`.
+    A URL that is not http(s), a 4xx answer or a body that is not PEP 691 JSON is an
+    :class:`InputError`; a network failure, a broken transfer or a 5xx is
+    :class:`UnavailableError`. No message carries the URL's user name or password.
     """
     where = redact_url(url)
     try:
@@ -261,9 +273,26 @@ def fetch_simple_index(
                     where=where,
                 )
             body = _read_with_progress(response, on_progress)
-    except httpx.TransportError as err:
-        raise UnavailableError(f"{where}: {type(err).__name__}: {err}") from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
+        raise InputError(f"not a usable URL ({_scrub(str(err), url)})", where=where) from None
+    except httpx.RequestError as err:  # transport, broken content encoding, redirect loop
+        raise UnavailableError(f"{where}: {type(err).__name__}: {_scrub(str(err), url)}") from None
     return _simple_index_records(body, where)
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` without the user name and password of ``url``, should it quote them."""
+    message = message.replace(url, redact_url(url))
+    head, sep, rest = url.partition("://")
+    userinfo, at, _ = (rest if sep else head).partition("@")
+    if not at:
+        return message
+    parts = {userinfo, *userinfo.split(":", 1)}
+    secrets = parts | {unquote(part) for part in parts}  # messages may quote them decoded
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            message = message.replace(secret, "***")
+    return message
 
 
 def _read_with_progress(
@@ -272,12 +301,14 @@ def _read_with_progress(
     length = response.headers.get("content-length")
     total = int(length) if length and length.isdigit() else None
     chunks: list[bytes] = []
-    received = 0
+    decoded = 0
     for chunk in response.iter_bytes():
         chunks.append(chunk)
-        received += len(chunk)
+        decoded += len(chunk)
         if on_progress is not None:
-            on_progress(received, total)
+            # Bytes on the wire, like Content-Length: a gzip body decodes to more. A body
+            # read before streaming (a mock transport's) counts no wire bytes: count it.
+            on_progress(response.num_bytes_downloaded or decoded, total)
     return b"".join(chunks)
 
 
@@ -288,7 +319,8 @@ def _simple_index_records(body: bytes, where: str) -> list[Record]:
         raise InputError(f"body is not JSON ({err})", where=where) from None
     if not isinstance(document, dict):
         raise InputError("body is not a PEP 691 index (not a JSON object)", where=where)
-    version = str(document.get("meta", {}).get("api-version", ""))
+    meta = document.get("meta")
+    version = str(meta.get("api-version", "")) if isinstance(meta, dict) else ""
     if not version.startswith("1."):
         raise InputError(f"unsupported api-version {version!r} (purger reads 1.x)", where=where)
     projects = document.get("projects")
