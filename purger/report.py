@@ -16,10 +16,10 @@ _SHOWN_SKIPPED = 3
 
 
 def format_weight(value: float) -> str:
-    """``13,849`` for whole weights, four significant digits otherwise."""
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.4g}"
+    """``13,849`` for whole or large weights, four significant digits for small ones."""
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def _range(start: str, limit: str | None) -> str:
@@ -38,6 +38,7 @@ def render_skipped(name_set: NameSet, console: Console) -> None:
         f"[yellow]skipped {name_set.invalid:,} invalid {name_set.normalization} names[/] "
         f"({shown}{more}); --strict makes this an error",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -72,6 +73,7 @@ def render_plan(
             f"({name_set.records:,} rows{merged}), normalize {plan.normalization}, "
             f"weight {plan.weight} (total {format_weight(plan.total_weight)})",
             highlight=False,
+            soft_wrap=True,
         )
     weights = [s.weight for s in plan.shards]
     mean = plan.total_weight / len(plan.shards)
@@ -79,6 +81,7 @@ def render_plan(
         f"{len(plan.shards)} shards; heaviest {format_weight(max(weights))} = "
         f"{max(weights) / mean:.3f} x the mean {format_weight(mean)}",
         highlight=False,
+        soft_wrap=True,
     )
     if plan.heavy_names:
         console.print(
@@ -86,12 +89,14 @@ def render_plan(
             + ", ".join(plan.heavy_names[:10])
             + (", ..." if len(plan.heavy_names) > 10 else ""),
             highlight=False,
+            soft_wrap=True,
         )
     console.print(
         f"{plan.settings.workers} workers taking shards heaviest first: makespan "
         f"{plan.makespan_ratio:.3f} x its lower bound "
         "(the larger of total / workers and the heaviest name)",
         highlight=False,
+        soft_wrap=True,
     )
     for line in _prefix_lines(plan.prefix_shards):
         console.print(line, highlight=False)
@@ -103,6 +108,7 @@ def render_plan(
             f"{100 * comparison.heaviest_weight / plan.total_weight:.1f} %); "
             f"this plan: {comparison.plan_ratio:.2f} x",
             highlight=False,
+            soft_wrap=True,
         )
 
 
