@@ -45,6 +45,7 @@ __all__ = [
     "PlanSettings",
     "Shard",
     "compare_first_letter",
+    "fingerprint",
     "lpt_makespan",
     "make_plan",
     "plan_from_json",
