@@ -3,9 +3,16 @@
 ::
 
     PurgerError
-     ├── UsageError            the command, a flag or a config value is wrong       (exit 2)
-     │    └── InputError       a names source or plan file cannot be used as given  (exit 2)
-     └── UnavailableError      something purger needs could not be reached          (exit 4)
+     ├── UsageError              the command, a flag or a config value is wrong      (exit 2)
+     │    ├── InputError         a names source or plan file cannot be used as given (exit 2)
+     │    └── StateMismatchError a state file belongs to another plan or provider    (exit 2)
+     ├── UnavailableError        something purger needs could not be used            (exit 4)
+     │    ├── AuthError          the provider refused the credentials                (exit 4)
+     │    └── LockedError        another run holds the state file                    (exit 4)
+     └── ProviderError           one API call failed; the run decides what follows
+          ├── RateLimitedError   429: wait ``retry_after`` seconds, then retry
+          ├── TransientError     5xx, timeout, connection: retry with backoff
+          └── RejectedError      4xx on the batch: split it to find the bad targets
 
 Messages are one line, name the offending input (file, line, column, key) and never carry
 a secret. ``cli.py`` alone maps these classes to exit codes.
@@ -13,7 +20,19 @@ a secret. ``cli.py`` alone maps these classes to exit codes.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "PurgerError", "UnavailableError", "UsageError"]
+__all__ = [
+    "AuthError",
+    "InputError",
+    "LockedError",
+    "ProviderError",
+    "PurgerError",
+    "RateLimitedError",
+    "RejectedError",
+    "StateMismatchError",
+    "TransientError",
+    "UnavailableError",
+    "UsageError",
+]
 
 
 class PurgerError(Exception):
@@ -41,3 +60,60 @@ class InputError(UsageError):
 
 class UnavailableError(PurgerError):
     """A remote service purger depends on did not answer usefully (network, 5xx)."""
+
+
+class StateMismatchError(UsageError):
+    """A state file was made by another plan, provider or set of templates."""
+
+
+class AuthError(UnavailableError):
+    """The provider answered 401 or 403. ``credential`` names where the secret came from
+    (an environment variable or an ``.edgerc`` section), never the secret itself."""
+
+    def __init__(self, provider: str, status: int, credential: str) -> None:
+        self.provider = provider
+        self.status = status
+        self.credential = credential
+        super().__init__(f"{provider} refused the credentials ({status}): check {credential}")
+
+
+class LockedError(UnavailableError):
+    """Another run holds the lock on the state file."""
+
+
+class ProviderError(PurgerError):
+    """One purge call failed. ``status`` is the HTTP status, ``None`` for a network error."""
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
+        self.provider = provider
+        self.status = status
+        super().__init__(f"{provider}: {message}")
+
+
+class RateLimitedError(ProviderError):
+    """429: the provider asks us to wait ``retry_after`` seconds (``None``: it did not say).
+
+    ``max_targets`` is set when the provider says how many targets it would accept now
+    (Akamai's ``rateLimitRemaining``), so the batch can shrink instead of waiting.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retry_after: float | None = None,
+        max_targets: int | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        self.max_targets = max_targets
+        super().__init__(message, provider=provider, status=429)
+
+
+class TransientError(ProviderError):
+    """A 5xx, a timeout or a connection failure: the same call may work later."""
+
+
+class RejectedError(ProviderError):
+    """The provider refused the batch as malformed (400, 413, 422...): some target in it is
+    bad. The run splits the batch to isolate the bad targets and records them as failed."""

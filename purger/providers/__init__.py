@@ -1,0 +1,94 @@
+"""CDN providers: the options an operator gives, and the registry that builds adapters.
+
+``create_provider(options, client, env)`` is the one way the run engine gets a provider:
+it checks the options and the credentials in ``env`` (raising :class:`UsageError` for a
+missing service id or token variable, before anything is sent) and wraps ``client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from purger.errors import UsageError
+from purger.providers.base import Provider, ProviderLimits, RateBucket
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "Provider",
+    "ProviderLimits",
+    "ProviderOptions",
+    "RateBucket",
+    "create_provider",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderOptions:
+    """Every provider option the CLI and config file accept; each adapter reads its own.
+
+    Secrets are not here: adapters read them from ``env`` (or an ``.edgerc`` file) when
+    they are created, so options can be logged and stored in the state file.
+    """
+
+    name: str
+    #: Send requests here instead of the provider's public API (a proxy or a local fake).
+    api_base: str | None = None
+    #: Hard purge (evict) instead of the soft purge (mark stale) that is the default.
+    hard: bool = False
+    #: Seconds for each API call, connect to last byte.
+    timeout: float = 10.0
+    # fastly
+    service_id: str | None = None
+    # cloudflare
+    zone_id: str | None = None
+    #: URLs per purge_cache call: 30 (legacy), 100 (current plans), 500 (Enterprise).
+    files_cap: int = 30
+    # akamai
+    edgerc: Path | None = None
+    edgerc_section: str = "default"
+    network: Literal["staging", "production"] = "production"
+    #: ``invalidate`` (mark stale, the default) or ``delete`` (evict).
+    akamai_action: Literal["invalidate", "delete"] = "invalidate"
+    #: What key templates name on Akamai: cache ``tag``s or ``cpcode``s.
+    akamai_key_type: Literal["tag", "cpcode"] = "tag"
+    # varnish
+    #: Every cache node, as ``http://host:port``; each one gets every batch.
+    endpoints: tuple[str, ...] = ()
+    #: Request header carrying keys; default ``xkey-softpurge`` (soft) or ``xkey-purge``.
+    key_header: str | None = None
+
+
+ProviderFactory = Callable[[ProviderOptions, httpx.AsyncClient, Mapping[str, str]], Provider]
+
+
+def _registry() -> dict[str, ProviderFactory]:
+    # Imported here so that importing purger.providers stays cheap and cycle-free.
+    from purger.providers import akamai, cloudflare, fastly, null, varnish  # noqa: PLC0415
+
+    return {
+        "akamai": akamai.from_options,
+        "cloudflare": cloudflare.from_options,
+        "fastly": fastly.from_options,
+        "null": null.from_options,
+        "varnish": varnish.from_options,
+    }
+
+
+PROVIDER_NAMES: tuple[str, ...] = ("akamai", "cloudflare", "fastly", "null", "varnish")
+
+
+def create_provider(
+    options: ProviderOptions, client: httpx.AsyncClient, env: Mapping[str, str]
+) -> Provider:
+    """Build the adapter ``options.name`` names, on ``client``, with credentials from ``env``."""
+    factory = _registry().get(options.name)
+    if factory is None:
+        raise UsageError(
+            f"unknown provider {options.name!r}; choose one of {', '.join(PROVIDER_NAMES)}"
+        )
+    return factory(options, client, env)
