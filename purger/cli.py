@@ -7,13 +7,16 @@ config or input error; 3 stopped early and resumable; 4 could not start.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from enum import IntEnum
+from enum import IntEnum, StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Final
 
+import anyio
 import httpx
 import typer
 from rich.console import Console
@@ -21,6 +24,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from purger import __version__
 from purger.errors import PurgerError, UnavailableError, UsageError
+from purger.estimate import Estimate, Workload
+from purger.launch import (
+    DryRunEnv,
+    PaceOptions,
+    check_names_match,
+    dry_run,
+    execute_run,
+    weight_spec_of,
+)
 from purger.names import (
     NameSet,
     Normalization,
@@ -29,15 +41,30 @@ from purger.names import (
     WeightTransform,
     build_name_set,
 )
-from purger.plan import PlanSettings, compare_first_letter, make_plan, plan_to_json, write_plan
-from purger.report import render_plan, render_skipped
+from purger.pacing import AnyioClock
+from purger.plan import (
+    Plan,
+    PlanSettings,
+    compare_first_letter,
+    make_plan,
+    plan_to_json,
+    read_plan,
+    write_plan,
+)
+from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
+from purger.providers.base import Provider
+from purger.report import render_dry_run, render_plan, render_skipped
+from purger.run import RunSettings, RunStatistics, RunStatus
 from purger.sources import (
+    SAMPLE_NAME,
     NamesSource,
     SourceFormat,
     fetch_simple_index,
     read_records,
     redact_url,
 )
+from purger.state import StateStore
+from purger.targets import Template, parse_templates
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -48,6 +75,21 @@ class ExitCode(IntEnum):
     USAGE = 2
     STOPPED = 3
     CANNOT_START = 4
+
+
+class Network(StrEnum):
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class AkamaiAction(StrEnum):
+    INVALIDATE = "invalidate"
+    DELETE = "delete"
+
+
+class AkamaiKeyType(StrEnum):
+    TAG = "tag"
+    CPCODE = "cpcode"
 
 
 _NAMES_URL_TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
@@ -161,6 +203,51 @@ def _download(url: str, err: Console) -> list[Record]:
         )
 
 
+# Options shared by the commands that read names (plan, run), declared once.
+NamesUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--names-url", help="Read names from a PEP 691 Simple API index (JSON).", metavar="URL"
+    ),
+]
+SampleOpt = Annotated[
+    bool, typer.Option("--sample", help="Use the bundled sample of real PyPI names.")
+]
+FormatOpt = Annotated[
+    SourceFormat, typer.Option("--format", help="Names file layout; auto reads the suffix.")
+]
+NameColumnOpt = Annotated[
+    str, typer.Option("--name-column", help="Table column holding the names.")
+]
+WeightColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weight-column", help="Table column holding weights (default: every name weighs 1)."
+    ),
+]
+WeightTransformOpt = Annotated[
+    WeightTransform,
+    typer.Option(
+        "--weight-transform", help="zipf-rank: the column is a popularity rank; weight 1/rank."
+    ),
+]
+NormalizeOpt = Annotated[
+    Normalization,
+    typer.Option("--normalize", help="pep503 for PyPI project names, none for other key spaces."),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Fail on invalid names instead of skipping them.")
+]
+ShardsOpt = Annotated[
+    int | None,
+    typer.Option("--shards", help="About this many shards (default: 8 per worker).", min=1),
+]
+MaxWeightOpt = Annotated[
+    float | None,
+    typer.Option("--max-weight", help="Instead of --shards: no shard heavier than this."),
+]
+
+
 @app.command()
 def plan(
     source: Annotated[
@@ -169,50 +256,16 @@ def plan(
             help="Names file (text, .tsv, .csv; .gz too), or '-' for stdin.", show_default=False
         ),
     ] = None,
-    names_url: Annotated[
-        str | None,
-        typer.Option(
-            "--names-url", help="Read names from a PEP 691 Simple API index (JSON).", metavar="URL"
-        ),
-    ] = None,
-    sample: Annotated[
-        bool, typer.Option("--sample", help="Plan the bundled sample of real PyPI names.")
-    ] = False,
-    fmt: Annotated[
-        SourceFormat, typer.Option("--format", help="Names file layout; auto reads the suffix.")
-    ] = SourceFormat.AUTO,
-    name_column: Annotated[
-        str, typer.Option("--name-column", help="Table column holding the names.")
-    ] = "name",
-    weight_column: Annotated[
-        str | None,
-        typer.Option(
-            "--weight-column", help="Table column holding weights (default: every name weighs 1)."
-        ),
-    ] = None,
-    weight_transform: Annotated[
-        WeightTransform,
-        typer.Option(
-            "--weight-transform", help="zipf-rank: the column is a popularity rank; weight 1/rank."
-        ),
-    ] = WeightTransform.NONE,
-    normalize: Annotated[
-        Normalization,
-        typer.Option(
-            "--normalize", help="pep503 for PyPI project names, none for other key spaces."
-        ),
-    ] = Normalization.PEP503,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Fail on invalid names instead of skipping them.")
-    ] = False,
-    shards: Annotated[
-        int | None,
-        typer.Option("--shards", help="About this many shards (default: 8 per worker).", min=1),
-    ] = None,
-    max_weight: Annotated[
-        float | None,
-        typer.Option("--max-weight", help="Instead of --shards: no shard heavier than this."),
-    ] = None,
+    names_url: NamesUrlOpt = None,
+    sample: SampleOpt = False,
+    fmt: FormatOpt = SourceFormat.AUTO,
+    name_column: NameColumnOpt = "name",
+    weight_column: WeightColumnOpt = None,
+    weight_transform: WeightTransformOpt = WeightTransform.NONE,
+    normalize: NormalizeOpt = Normalization.PEP503,
+    strict: StrictOpt = False,
+    shards: ShardsOpt = None,
+    max_weight: MaxWeightOpt = None,
     workers: Annotated[
         int, typer.Option("--workers", help="Workers that will take shards heaviest first.", min=1)
     ] = 16,
@@ -263,6 +316,282 @@ def plan(
             render_plan(the_plan, out_console, name_set=name_set, comparison=comparison)
         if out is not None:
             err.print(f"plan written to {out}", highlight=False, markup=False)
+
+
+def _is_plan_file(argument: str) -> bool:
+    return argument != "-" and argument.lower().endswith(".json") and Path(argument).is_file()
+
+
+@app.command()
+def run(
+    plan_or_names: Annotated[
+        str | None,
+        typer.Argument(
+            help="A plan file from 'purger plan --out', or a names source planned on the fly.",
+            show_default=False,
+        ),
+    ] = None,
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider", help=f"CDN API: {', '.join(PROVIDER_NAMES)}.", show_default=False
+        ),
+    ] = "",
+    key_template: Annotated[
+        list[str] | None,
+        typer.Option("--key-template", help="Surrogate key per name, e.g. 'project/{name}'."),
+    ] = None,
+    url_template: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url-template", help="URL per name, e.g. 'https://pypi.org/pypi/{name}/json'."
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="SQLite file recording progress (required).", metavar="FILE"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run recorded in --state.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Send nothing; print what would be sent and how long."),
+    ] = False,
+    rate: Annotated[
+        float,
+        typer.Option("--rate", help="Targets per second at most ('inf': provider limits only)."),
+    ] = 500.0,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="API calls in flight at most.", min=1)
+    ] = 8,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Shards purged at once (default: the plan's).", min=1),
+    ] = None,
+    max_duration: Annotated[
+        float | None,
+        typer.Option("--max-duration", help="Stop cleanly (exit 3, resumable) after SECONDS."),
+    ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option("--drain-timeout", help="On a stop, seconds to wait for calls in flight."),
+    ] = 30.0,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="Send API calls here (a proxy or a fake).")
+    ] = None,
+    hard: Annotated[
+        bool, typer.Option("--hard", help="Hard purge (evict) instead of the default soft purge.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each API call.")] = 10.0,
+    service_id: Annotated[str | None, typer.Option("--service-id", help="Fastly service.")] = None,
+    zone_id: Annotated[str | None, typer.Option("--zone-id", help="Cloudflare zone.")] = None,
+    files_cap: Annotated[
+        int, typer.Option("--files-cap", help="Cloudflare URLs per call: 30, 100 or 500.")
+    ] = 30,
+    edgerc: Annotated[
+        Path | None, typer.Option("--edgerc", help="Akamai credentials file (~/.edgerc).")
+    ] = None,
+    edgerc_section: Annotated[
+        str, typer.Option("--edgerc-section", help="Section of --edgerc.")
+    ] = "default",
+    network: Annotated[
+        Network, typer.Option("--network", help="Akamai network.")
+    ] = Network.PRODUCTION,
+    akamai_action: Annotated[
+        AkamaiAction, typer.Option("--akamai-action", help="Akamai: invalidate (soft) or delete.")
+    ] = AkamaiAction.INVALIDATE,
+    akamai_key_type: Annotated[
+        AkamaiKeyType, typer.Option("--akamai-key-type", help="Akamai keys are tags or cpcodes.")
+    ] = AkamaiKeyType.TAG,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", help="Varnish node http://host:port (repeat for each node)."),
+    ] = None,
+    key_header: Annotated[
+        str | None,
+        typer.Option("--key-header", help="Varnish header for keys (xkey-softpurge / xkey-purge)."),
+    ] = None,
+    names: Annotated[
+        str | None,
+        typer.Option(
+            "--names", help="With a plan file: where its names are, if moved.", metavar="FILE"
+        ),
+    ] = None,
+    names_url: NamesUrlOpt = None,
+    sample: SampleOpt = False,
+    fmt: FormatOpt = SourceFormat.AUTO,
+    name_column: NameColumnOpt = "name",
+    weight_column: WeightColumnOpt = None,
+    weight_transform: WeightTransformOpt = WeightTransform.NONE,
+    normalize: NormalizeOpt = Normalization.PEP503,
+    strict: StrictOpt = False,
+    shards: ShardsOpt = None,
+    max_weight: MaxWeightOpt = None,
+) -> None:
+    """Purge every name's targets, shard by shard, batched, paced and resumable.
+
+    [b]Example:[/] FASTLY_API_TOKEN=... purger run plan.json --provider fastly
+    --service-id SVC --key-template 'project/{name}' --state purge.sqlite
+    """
+    out = Console()
+    err = Console(stderr=True)
+    with _exit_codes(err):
+        templates = parse_templates(key_template or (), url_template or ())
+        pace = PaceOptions(rate=rate, concurrency=concurrency)
+        options = ProviderOptions(
+            name=provider or _missing("--provider"),
+            api_base=api_base,
+            hard=hard,
+            timeout=timeout,
+            service_id=service_id,
+            zone_id=zone_id,
+            files_cap=files_cap,
+            edgerc=edgerc,
+            edgerc_section=edgerc_section,
+            network=network.value,
+            akamai_action=akamai_action.value,
+            akamai_key_type=akamai_key_type.value,
+            endpoints=tuple(endpoint or ()),
+            key_header=key_header,
+        )
+        if plan_or_names is not None and _is_plan_file(plan_or_names):
+            the_plan = read_plan(Path(plan_or_names))
+            source = names or the_plan.source
+            if names_url is None and not sample and source in (None, "<stdin>"):
+                raise UsageError("this plan's names came from stdin: give them with --names FILE")
+            on_sample = sample or (names_url is None and source == SAMPLE_NAME)
+            name_set, where = _load_names(
+                source=None if on_sample or names_url else source,
+                names_url=names_url,
+                sample=on_sample,
+                fmt=fmt,
+                name_column=name_column,
+                weight=weight_spec_of(the_plan.weight),
+                normalization=Normalization(the_plan.normalization),
+                strict=strict,
+                err=err,
+            )
+            check_names_match(the_plan, name_set, where)
+        else:
+            name_set, where = _load_names(
+                source=plan_or_names,
+                names_url=names_url,
+                sample=sample,
+                fmt=fmt,
+                name_column=name_column,
+                weight=WeightSpec(column=weight_column, transform=weight_transform),
+                normalization=normalize,
+                strict=strict,
+                err=err,
+            )
+            render_skipped(name_set, err)
+            settings = PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight)
+            the_plan = make_plan(name_set, settings, source=where)
+        run_settings = RunSettings(
+            workers=workers or the_plan.settings.workers,
+            max_duration=max_duration,
+            drain_timeout=drain_timeout,
+        )
+        if dry_run:
+            _print_dry_run(the_plan, name_set, templates, options, pace, out)
+            return
+        if state is None:
+            raise UsageError("--state FILE is required: it records progress so nothing is lost")
+        code = _run_with_state(
+            state, resume, the_plan, name_set, templates, options, pace, run_settings, err
+        )
+    raise typer.Exit(code)
+
+
+def _missing(flag: str) -> str:
+    raise UsageError(f"{flag} is required")
+
+
+def _run_with_state(
+    path: Path,
+    resume: bool,
+    the_plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    pace: PaceOptions,
+    settings: RunSettings,
+    err: Console,
+) -> int:
+    with StateStore.open(path) as store:
+        summary = store.summary()
+        if resume:
+            err.print(
+                f"resuming {path}: {summary.shards_done}/{summary.shards} shards done, "
+                f"{summary.targets_done:,} targets purged",
+                highlight=False,
+            )
+
+        def report(stats: RunStatistics) -> None:
+            err.print(
+                f"{stats.elapsed:7.0f} s  {stats.targets:,} targets in {stats.batches:,} calls, "
+                f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed",
+                highlight=False,
+            )
+
+        outcome = anyio.run(
+            partial(
+                execute_run,
+                plan=the_plan,
+                name_set=name_set,
+                templates=templates,
+                options=options,
+                env=os.environ,
+                pace=pace,
+                settings=settings,
+                store=store,
+                resume=resume,
+                clock=AnyioClock(),
+                report=report,
+            )
+        )
+        report(outcome.statistics)
+        total = store.summary()
+    if outcome.status is RunStatus.STOPPED:
+        err.print(
+            f"stopped: {outcome.reason}; resume with --resume --state {path}", highlight=False
+        )
+        return ExitCode.STOPPED
+    if total.failures:
+        err.print(
+            f"done, but {total.failures:,} targets failed (listed in {path})", highlight=False
+        )
+        return ExitCode.FAILED_TARGETS
+    err.print(f"done: {total.targets_done:,} targets purged", highlight=False)
+    return ExitCode.OK
+
+
+def _print_dry_run(
+    the_plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    pace: PaceOptions,
+    out: Console,
+) -> None:
+    async def build() -> tuple[Workload, Estimate, Provider]:
+        async with httpx.AsyncClient() as client:  # never used: nothing is sent
+            real = create_provider(options, client, DryRunEnv(os.environ))
+            workload, estimate = dry_run(the_plan, name_set, templates, real, pace)
+            return workload, estimate, real
+
+    workload, estimate, real = anyio.run(build)
+    render_dry_run(
+        out,
+        provider=options.name,
+        soft=real.limits.soft_purge,
+        templates=[t.text for t in templates],
+        shards=len(the_plan.shards),
+        names=the_plan.total_count,
+        workload=workload,
+        estimate=estimate,
+    )
 
 
 def main() -> None:

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from purger.estimate import Estimate, Workload
 from purger.names import NameSet
 from purger.plan import Comparison, Plan
 
-__all__ = ["format_weight", "render_plan", "render_skipped"]
+__all__ = ["format_duration", "format_weight", "render_dry_run", "render_plan", "render_skipped"]
 
 _SHOWN_SKIPPED = 3
 
@@ -124,3 +125,48 @@ def _prefix_lines(prefix_shards: Sequence[tuple[str, int]]) -> list[str]:
         detail = ", ".join(f"{p}: {n}" for p, n in inner[:8])
         lines.append(f"{top}: {count} shards" + (f" ({detail})" if detail else ""))
     return lines
+
+
+def render_dry_run(
+    console: Console,
+    *,
+    provider: str,
+    soft: bool,
+    templates: Sequence[str],
+    shards: int,
+    names: int,
+    workload: Workload,
+    estimate: Estimate,
+) -> None:
+    """What a run would send, and how long it would take: nothing was sent."""
+    console.print(
+        f"dry run: nothing sent. provider {provider}, {'soft' if soft else 'hard'} purge, "
+        f"{names:,} names in {shards} shards, templates {', '.join(templates)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for kind in sorted(workload.targets):
+        console.print(
+            f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"estimated duration {format_duration(estimate.duration_s)}, "
+        f"bound by {estimate.bottleneck}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for bound, seconds in sorted(estimate.bounds.items(), key=lambda item: -item[1]):
+        console.print(f"  {format_duration(seconds):>10}  {bound}", highlight=False, soft_wrap=True)
+
+
+def format_duration(seconds: float) -> str:
+    """``1 h 02 min``, ``3 min 20 s``, ``12.5 s``."""
+    if seconds >= 3600:
+        hours, rest = divmod(round(seconds), 3600)
+        return f"{hours} h {rest // 60:02d} min"
+    if seconds >= 60:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest:02d} s"
+    return f"{seconds:.1f} s"

@@ -7,6 +7,7 @@ missing service id or token variable, before anything is sent) and wraps ``clien
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,20 +66,6 @@ class ProviderOptions:
 
 ProviderFactory = Callable[[ProviderOptions, httpx.AsyncClient, Mapping[str, str]], Provider]
 
-
-def _registry() -> dict[str, ProviderFactory]:
-    # Imported here so that importing purger.providers stays cheap and cycle-free.
-    from purger.providers import akamai, cloudflare, fastly, null, varnish  # noqa: PLC0415
-
-    return {
-        "akamai": akamai.from_options,
-        "cloudflare": cloudflare.from_options,
-        "fastly": fastly.from_options,
-        "null": null.from_options,
-        "varnish": varnish.from_options,
-    }
-
-
 PROVIDER_NAMES: tuple[str, ...] = ("akamai", "cloudflare", "fastly", "null", "varnish")
 
 
@@ -86,9 +73,11 @@ def create_provider(
     options: ProviderOptions, client: httpx.AsyncClient, env: Mapping[str, str]
 ) -> Provider:
     """Build the adapter ``options.name`` names, on ``client``, with credentials from ``env``."""
-    factory = _registry().get(options.name)
-    if factory is None:
+    if options.name not in PROVIDER_NAMES:
         raise UsageError(
             f"unknown provider {options.name!r}; choose one of {', '.join(PROVIDER_NAMES)}"
         )
+    # Only the adapter in use is imported: each is its own module with its own helpers.
+    module = importlib.import_module(f"purger.providers.{options.name}")
+    factory: ProviderFactory = module.from_options
     return factory(options, client, env)

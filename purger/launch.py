@@ -1,0 +1,242 @@
+"""From an operator's options to a running purge: the plan and its names, the providers on
+their clients, the pacer, the state, signals. ``cli.py`` parses; this module assembles.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+import anyio
+import httpx
+
+from purger import __version__
+from purger.batching import caps_for, names_in, shard_batches
+from purger.errors import PurgerError, UsageError
+from purger.estimate import Estimate, Workload, estimate
+from purger.model import TargetKind
+from purger.names import NameSet, WeightSpec, WeightTransform
+from purger.pacing import AdaptiveLimit, Clock, Pacer, TokenBucket
+from purger.plan import Plan, fingerprint
+from purger.providers import ProviderOptions, create_provider
+from purger.providers.base import Provider
+from purger.run import Run, RunOutcome, RunSettings, RunStatistics
+from purger.state import RunRecord, StateStore
+from purger.targets import Template
+
+__all__ = [
+    "DryRunEnv",
+    "PaceOptions",
+    "check_names_match",
+    "dry_run",
+    "execute_run",
+    "run_record",
+    "weight_spec_of",
+]
+
+#: Connections per httpx client: one client with 50 connections runs at about half the
+#: speed of several small ones (varnish-bench.md, P10).
+_CONNECTIONS_PER_CLIENT: Final = 5
+_PROGRESS_EVERY: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaceOptions:
+    """``--rate`` targets/s (``inf``: only the provider's limits) and ``--concurrency``."""
+
+    rate: float = 500.0
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise UsageError(f"--rate must be > 0 (or inf), not {self.rate}")
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency must be >= 1, not {self.concurrency}")
+
+
+def weight_spec_of(label: str) -> WeightSpec:
+    """The weight spec a plan's ``weight`` label was made with (``plan.py`` writes it)."""
+    if label == "count":
+        return WeightSpec()
+    for transform in WeightTransform:
+        prefix = f"{transform}("
+        if (
+            transform is not WeightTransform.NONE
+            and label.startswith(prefix)
+            and label.endswith(")")
+        ):
+            return WeightSpec(column=label[len(prefix) : -1], transform=transform)
+    return WeightSpec(column=label)
+
+
+def check_names_match(plan: Plan, name_set: NameSet, where: str) -> None:
+    """Refuse names that are not the ones the plan was made from."""
+    if fingerprint(name_set, plan.settings) != plan.fingerprint:
+        raise UsageError(
+            f"the names in {where} are not the ones plan {plan.fingerprint[:12]} was made from "
+            "(they changed since, or --normalize/--weight-column differ): make a new plan"
+        )
+
+
+def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Template]) -> RunRecord:
+    """What the state file records about this run: no secret is in ``options``."""
+    stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    stored["endpoints"] = list(options.endpoints)
+    return RunRecord(
+        fingerprint=plan.fingerprint,
+        provider=options.name,
+        provider_options=stored,
+        key_templates=tuple(t.text for t in templates if t.kind is TargetKind.KEY),
+        url_templates=tuple(t.text for t in templates if t.kind is TargetKind.URL),
+        shards=plan.shards,
+        purger_version=__version__,
+    )
+
+
+class DryRunEnv(Mapping[str, str]):
+    """The environment, with a stand-in for every missing variable: a dry run checks the
+    options but needs no credentials, since it sends nothing."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __getitem__(self, key: str) -> str:
+        return self._env.get(key, "dry-run")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def dry_run(
+    plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    provider: Provider,
+    pace: PaceOptions,
+) -> tuple[Workload, Estimate]:
+    """Count what a run would send, batch by batch, and how long it would take."""
+    kinds = sorted({t.kind for t in templates})
+    caps = caps_for(provider, kinds)
+    targets = dict.fromkeys(kinds, 0)
+    calls = dict.fromkeys(kinds, 0)
+    for shard in plan.shards:
+        names = names_in(shard, name_set.names)
+        starts = dict.fromkeys(kinds, None)
+        for batch in shard_batches(shard, names, templates, name_set.aliases, caps, starts):
+            targets[batch.kind] += len(batch.targets)
+            calls[batch.kind] += 1
+    workload = Workload(targets=targets, calls=calls)
+    limits = provider.limits
+    return workload, estimate(
+        workload,
+        rate=pace.rate,
+        concurrency=pace.concurrency,
+        api_latency=limits.api_latency,
+        buckets=limits.buckets,
+    )
+
+
+def _pacer(pace: PaceOptions, provider: Provider, clock: Clock) -> Pacer:
+    buckets = provider.limits.buckets
+    rate_burst = 1.0 if math.isinf(pace.rate) else max(1.0, pace.rate)  # one second's worth
+    return Pacer(
+        clock=clock,
+        targets=TokenBucket(pace.rate, rate_burst, clock),
+        call_buckets=[
+            TokenBucket(b.per_second, b.burst, clock) for b in buckets if b.unit == "calls"
+        ],
+        target_buckets=[
+            TokenBucket(b.per_second, b.burst, clock) for b in buckets if b.unit == "targets"
+        ],
+        limit=AdaptiveLimit(pace.concurrency, maximum=pace.concurrency, clock=clock),
+    )
+
+
+async def _stop_on_signals(run: Run, stop: anyio.Event) -> None:
+    """SIGINT or SIGTERM: a graceful stop; a second one stops waiting for the drain."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                run.hurry()
+            run.stop(f"{signal.Signals(signum).name} received")
+            stop.set()
+
+
+async def _report_progress(run: Run, report: Callable[[RunStatistics], None]) -> None:
+    while True:
+        await anyio.sleep(_PROGRESS_EVERY)
+        report(run.statistics())
+
+
+async def execute_run(
+    *,
+    plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    env: Mapping[str, str],
+    pace: PaceOptions,
+    settings: RunSettings,
+    store: StateStore,
+    resume: bool,
+    clock: Clock,
+    report: Callable[[RunStatistics], None],
+) -> RunOutcome:
+    """Build the clients, providers and pacer, record the run in ``store`` (or check that it
+    is the one recorded, on ``resume``), and run the plan until done or stopped.
+
+    Options and credentials are checked before the state is touched, so a typo leaves no
+    half-started run behind.
+    """
+    clients = [
+        httpx.AsyncClient(
+            timeout=options.timeout,
+            limits=httpx.Limits(
+                max_connections=_CONNECTIONS_PER_CLIENT,
+                max_keepalive_connections=_CONNECTIONS_PER_CLIENT,
+            ),
+            headers={"User-Agent": f"purger/{__version__}"},
+        )
+        for _ in range(math.ceil(pace.concurrency / _CONNECTIONS_PER_CLIENT))
+    ]
+    try:
+        providers = [create_provider(options, client, env) for client in clients]
+        record = run_record(plan, options, templates)
+        if resume:
+            store.check_resume(record)
+        else:
+            store.start_run(record)
+        run = Run(
+            plan=plan,
+            name_set=name_set,
+            templates=templates,
+            providers=providers,
+            pacer=_pacer(pace, providers[0], clock),
+            store=store,
+            settings=settings,
+            clock=clock,
+        )
+        stop = anyio.Event()
+        async with anyio.create_task_group() as helpers:
+            helpers.start_soon(_stop_on_signals, run, stop)
+            helpers.start_soon(_report_progress, run, report)
+            try:
+                # Errors are returned, not raised, out of the task group: no ExceptionGroup.
+                result: RunOutcome | PurgerError = await run.execute(stop)
+            except PurgerError as error:
+                result = error
+            finally:
+                helpers.cancel_scope.cancel()
+        if isinstance(result, PurgerError):
+            raise result
+        return result
+    finally:
+        for client in clients:
+            await client.aclose()

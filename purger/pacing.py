@@ -1,0 +1,198 @@
+"""How fast: token buckets whose rate can change while running, and a cap on calls in
+flight that shrinks on overload and grows back (AIMD).
+
+The clock is injected everywhere (:class:`Clock`), so tests and simulations run in virtual
+time; nothing here patches ``sleep``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+
+__all__ = [
+    "AdaptiveLimit",
+    "AnyioClock",
+    "Clock",
+    "Pacer",
+    "PacerStatistics",
+    "TokenBucket",
+]
+
+
+class Clock(Protocol):
+    """Monotonic seconds, and a way to wait for them to pass."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class AnyioClock:
+    """The event loop's clock."""
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class TokenBucket:
+    """A GCRA token bucket: ``rate`` tokens a second, up to ``burst`` at once.
+
+    One number of state, the theoretical arrival time; a request reserves its tokens at
+    once and then sleeps until they are due, so waiters are served in order. A request for
+    more than ``burst`` is not refused: it waits until the bucket could have refilled that
+    much. Setting :attr:`rate` takes effect for the next reservation. The bucket starts
+    empty-handed rather than full, so a run does not open with a burst (algorithms.md A.10).
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ValueError("rate and burst must be > 0")
+        self._clock = clock
+        self._rate = rate
+        self._burst = burst
+        self._tat = clock.now() + (0.0 if math.isinf(rate) else burst / rate)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        if value <= 0:
+            raise ValueError("rate must be > 0")
+        self._rate = value
+
+    def reserve(self, amount: float) -> float:
+        """Reserve ``amount`` tokens; return how many seconds to wait before using them."""
+        if math.isinf(self._rate):
+            return 0.0
+        now = self._clock.now()
+        interval = 1.0 / self._rate
+        self._tat = max(self._tat, now) + amount * interval
+        return max(0.0, self._tat - self._burst * interval - now)
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        delay = self.reserve(amount)
+        if delay > 0:
+            await self._clock.sleep(delay)
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(rate={self._rate:g}/s, burst={self._burst:g})"
+
+
+class AdaptiveLimit:
+    """A cap on calls in flight: halved on overload (at most once per ``cooldown``),
+    raised by one after every ``limit`` successful calls, within ``[minimum, maximum]``."""
+
+    def __init__(
+        self,
+        initial: int,
+        *,
+        minimum: int = 1,
+        maximum: int | None = None,
+        cooldown: float = 1.0,
+        clock: Clock,
+    ) -> None:
+        self.minimum = minimum
+        self.maximum = maximum if maximum is not None else initial
+        self._limiter = anyio.CapacityLimiter(max(minimum, min(initial, self.maximum)))
+        self._cooldown = cooldown
+        self._clock = clock
+        self._last_cut = -math.inf
+        self._successes = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self._limiter.total_tokens)
+
+    @property
+    def in_flight(self) -> int:
+        return self._limiter.borrowed_tokens
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._limiter:
+            yield
+
+    def on_success(self) -> None:
+        self._successes += 1
+        if self._successes >= self.limit and self.limit < self.maximum:
+            self._successes = 0
+            self._limiter.total_tokens = self.limit + 1
+
+    def on_overload(self) -> None:
+        now = self._clock.now()
+        if now - self._last_cut < self._cooldown:
+            return  # one cut per round of feedback, not one per failed call
+        self._last_cut = now
+        self._successes = 0
+        self._limiter.total_tokens = max(self.minimum, self.limit // 2)
+
+    def resize(self, maximum: int) -> None:
+        """Change the ceiling (an operator's ``--concurrency``); the cap follows it down."""
+        self.maximum = max(self.minimum, maximum)
+        if self.limit > self.maximum:
+            self._limiter.total_tokens = self.maximum
+
+
+@dataclass(frozen=True, slots=True)
+class PacerStatistics:
+    rate: float
+    concurrency_limit: int
+    in_flight: int
+    not_before: float
+
+
+class Pacer:
+    """Admits one API call at a time: the targets bucket, the provider's buckets, any wait a
+    provider asked for (``Retry-After``), then a slot under the concurrency cap."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        targets: TokenBucket,
+        call_buckets: Sequence[TokenBucket] = (),
+        target_buckets: Sequence[TokenBucket] = (),
+        limit: AdaptiveLimit,
+    ) -> None:
+        self.clock = clock
+        self.targets = targets
+        self.call_buckets = tuple(call_buckets)
+        self.target_buckets = tuple(target_buckets)
+        self.limit = limit
+        self._not_before = -math.inf
+
+    def defer(self, seconds: float) -> None:
+        """Hold every new call for ``seconds`` (a 429's ``Retry-After`` applies to all)."""
+        self._not_before = max(self._not_before, self.clock.now() + seconds)
+
+    @asynccontextmanager
+    async def admit(self, targets: int) -> AsyncIterator[None]:
+        delay = max(
+            [self.targets.reserve(targets)]
+            + [bucket.reserve(1) for bucket in self.call_buckets]
+            + [bucket.reserve(targets) for bucket in self.target_buckets]
+        )
+        delay = max(delay, self._not_before - self.clock.now())
+        if delay > 0:
+            await self.clock.sleep(delay)
+        async with self.limit.slot():
+            yield
+
+    def statistics(self) -> PacerStatistics:
+        return PacerStatistics(
+            rate=self.targets.rate,
+            concurrency_limit=self.limit.limit,
+            in_flight=self.limit.in_flight,
+            not_before=self._not_before,
+        )

@@ -1,0 +1,358 @@
+"""The run engine: workers walk shards heaviest first and purge them in batches, paced,
+retried, and checkpointed so that a stop at any moment loses nothing.
+
+Data flow: shards (heaviest first) -> workers -> batches -> pacer -> provider; confirmed
+batches move a per-shard cursor; one writer task commits cursors and failures to the state
+store. A batch that the provider rejects is split until the bad targets are isolated and
+recorded as failed. A stop (signal, time limit, a provider that keeps failing) takes no new
+batches, waits a bounded time for those in flight, checkpoints and returns; a refused
+credential stops everything at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import anyio
+from anyio import CancelScope
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from purger.batching import PlannedBatch, ShardCursor, caps_for, names_in, shard_batches
+from purger.errors import (
+    AuthError,
+    ProviderError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+)
+from purger.model import Batch
+from purger.names import NameSet
+from purger.pacing import Clock, Pacer
+from purger.plan import Plan, Shard
+from purger.providers.base import Provider
+from purger.retrying import RetryPolicy, call_with_retries
+from purger.state import Failure, ShardProgress
+from purger.targets import Template
+
+__all__ = ["ProgressStore", "Run", "RunOutcome", "RunSettings", "RunStatistics", "RunStatus"]
+
+
+class ProgressStore(Protocol):
+    """What the engine needs of the state store (``purger.state.StateStore`` has it)."""
+
+    def progress(self) -> dict[int, ShardProgress]: ...
+
+    def commit(
+        self, updates: Sequence[ShardProgress], failures: Sequence[Failure] = ()
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSettings:
+    workers: int = 16
+    #: Wall seconds a stop waits for batches in flight before cancelling them (they are
+    #: redone on resume).
+    drain_timeout: float = 30.0
+    #: Stop cleanly (resumable) after this many seconds; ``None``: run to the end.
+    max_duration: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class RunStatus(StrEnum):
+    DONE = "done"
+    FAILED_TARGETS = "failed-targets"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStatistics:
+    batches: int
+    targets: int
+    failures: int
+    shards_done: int
+    shards: int
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    status: RunStatus
+    statistics: RunStatistics
+    #: Why the run stopped early, for the operator; ``None`` when it ran to the end.
+    reason: str | None = None
+
+
+class _GaveUpError(Exception):
+    """Retries for one batch are spent: the provider keeps failing; stop, resumable."""
+
+    def __init__(self, error: ProviderError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class Run:
+    """One execution of a plan against a provider."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        name_set: NameSet,
+        templates: Sequence[Template],
+        providers: Sequence[Provider],
+        pacer: Pacer,
+        store: ProgressStore,
+        settings: RunSettings,
+        clock: Clock,
+    ) -> None:
+        if not providers:
+            raise ValueError("a run needs at least one provider")
+        self._plan = plan
+        self._names = name_set.names
+        self._aliases = name_set.aliases
+        self._templates = tuple(templates)
+        self._kinds = tuple(sorted({t.kind for t in templates}))
+        self._providers = tuple(providers)
+        self._pacer = pacer
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._caps = caps_for(providers[0], self._kinds)
+        self._next_provider = 0
+        self._stopping = False
+        self._hurry: anyio.Event | None = None  # made in execute(): events need a loop
+        self._reason: str | None = None
+        self._fatal: AuthError | None = None
+        self._batches = self._targets = self._failures = 0
+        self._started = clock.now()
+        self._shard_targets: dict[int, int] = {}
+        self._done: set[int] = set()
+        # Batches a worker keeps in flight within its shard: enough to fill the
+        # concurrency cap when there are fewer shards left than workers.
+        self._window = max(2, math.ceil(2 * pacer.limit.maximum / settings.workers))
+
+    def statistics(self) -> RunStatistics:
+        return RunStatistics(
+            batches=self._batches,
+            targets=self._targets,
+            failures=self._failures,
+            shards_done=len(self._done),
+            shards=len(self._plan.shards),
+            elapsed=self._clock.now() - self._started,
+        )
+
+    def hurry(self) -> None:
+        """Stop waiting for batches in flight: cancel them now (they are redone on resume)."""
+        if self._hurry is not None:
+            self._hurry.set()
+
+    def stop(self, reason: str) -> None:
+        """Take no new batches; those in flight finish (within the drain timeout)."""
+        if not self._stopping:
+            self._stopping = True
+            self._reason = reason
+
+    async def execute(self, stop: anyio.Event | None = None) -> RunOutcome:
+        """Run until every shard is done or a stop is asked for; checkpoint either way."""
+        self._hurry = anyio.Event()
+        saved = self._store.progress()
+        cursors: dict[int, ShardCursor] = {}
+        queue: list[Shard] = []
+        for shard in sorted(self._plan.shards, key=lambda s: (-s.weight, s.id)):
+            progress = saved.get(shard.id)
+            if progress is not None and progress.done:
+                self._done.add(shard.id)
+                continue
+            cursors[shard.id] = ShardCursor.restore(
+                self._kinds,
+                progress.cursor if progress else None,
+                progress.done_ahead if progress else frozenset(),
+            )
+            self._shard_targets[shard.id] = progress.targets_done if progress else 0
+            queue.append(shard)
+        queue.reverse()  # pop() from the end takes the heaviest first
+
+        send, receive = anyio.create_memory_object_stream[tuple[ShardProgress, list[Failure]]](
+            max_buffer_size=1024
+        )
+        async with anyio.create_task_group() as writer:
+            writer.start_soon(self._write_checkpoints, receive)
+            async with send, anyio.create_task_group() as watcher:
+                async with anyio.create_task_group() as workers:
+                    watcher.start_soon(self._watch, stop, workers.cancel_scope)
+                    for _ in range(min(self._settings.workers, len(queue))):
+                        workers.start_soon(self._worker, queue, cursors, send)
+                watcher.cancel_scope.cancel()
+            # closing ``send`` lets the writer drain what is left and end
+        if self._fatal is not None:
+            raise self._fatal
+        statistics = self.statistics()
+        if self._stopping and len(self._done) < len(self._plan.shards):
+            return RunOutcome(status=RunStatus.STOPPED, statistics=statistics, reason=self._reason)
+        status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
+        return RunOutcome(status=status, statistics=statistics)
+
+    async def _watch(self, stop: anyio.Event | None, workers: CancelScope) -> None:
+        """Turn a stop request or the time limit into a stop, then bound the drain."""
+        limit = self._settings.max_duration
+        # The time limit and the drain are wall time, whatever clock paces the run.
+        with anyio.move_on_after(math.inf if limit is None else limit):
+            if stop is None:
+                await anyio.sleep_forever()
+            else:
+                await stop.wait()
+        self.stop(f"time limit of {limit:g} s reached" if limit is not None else "stop requested")
+        with anyio.move_on_after(self._settings.drain_timeout):
+            if self._hurry is not None:
+                await self._hurry.wait()
+        workers.cancel()
+
+    async def _worker(
+        self,
+        queue: list[Shard],
+        cursors: dict[int, ShardCursor],
+        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+    ) -> None:
+        while queue and not self._stopping:
+            shard = queue.pop()
+            await self._walk(shard, cursors[shard.id], checkpoints)
+
+    async def _walk(
+        self,
+        shard: Shard,
+        cursor: ShardCursor,
+        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+    ) -> None:
+        names = names_in(shard, self._names)
+        batches = shard_batches(
+            shard, names, self._templates, self._aliases, self._caps, cursor.starts()
+        )
+        window = anyio.Semaphore(self._window)
+        async with anyio.create_task_group() as in_flight:
+            for planned in batches:
+                if self._stopping:
+                    break
+                tracker = cursor.trackers[planned.kind]
+                tracker.issue(planned)
+                if tracker.is_done_ahead(planned):
+                    tracker.confirm(planned)  # confirmed by an earlier run
+                    continue
+                await window.acquire()
+                in_flight.start_soon(self._send, planned, cursor, window, checkpoints)
+        if self._stopping:
+            return
+        for tracker in cursor.trackers.values():
+            tracker.finished = True  # every batch was issued and confirmed
+        await self._checkpoint(shard.id, cursor, [], checkpoints)
+
+    async def _send(
+        self,
+        planned: PlannedBatch,
+        cursor: ShardCursor,
+        window: anyio.Semaphore,
+        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+    ) -> None:
+        try:
+            failures = await self._purge(planned.batch, planned.shard_id)
+        except _GaveUpError as gave_up:
+            self.stop(f"giving up for now: {gave_up.error}")
+            return
+        except AuthError as error:
+            self._fatal = error
+            self.stop(str(error))
+            return
+        finally:
+            window.release()
+        self._shard_targets[planned.shard_id] += len(planned.targets) - len(failures)
+        cursor.trackers[planned.kind].confirm(planned)
+        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints)
+
+    async def _checkpoint(
+        self,
+        shard_id: int,
+        cursor: ShardCursor,
+        failures: list[Failure],
+        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+    ) -> None:
+        encoded, ahead = cursor.encode()
+        if cursor.finished:
+            self._done.add(shard_id)
+        progress = ShardProgress(
+            shard_id=shard_id,
+            cursor=encoded,
+            done=cursor.finished,
+            done_ahead=ahead,
+            targets_done=self._shard_targets[shard_id],
+        )
+        self._failures += len(failures)
+        await checkpoints.send((progress, failures))
+
+    async def _write_checkpoints(
+        self, receive: MemoryObjectReceiveStream[tuple[ShardProgress, list[Failure]]]
+    ) -> None:
+        """The one writer: commits everything waiting in one transaction (group commit)."""
+        async with receive:
+            async for first in receive:
+                updates = {first[0].shard_id: first[0]}
+                failures = list(first[1])
+                while True:
+                    try:
+                        progress, more = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    updates[progress.shard_id] = progress
+                    failures.extend(more)
+                await anyio.to_thread.run_sync(self._store.commit, list(updates.values()), failures)
+
+    async def _purge(self, batch: Batch, shard_id: int) -> list[Failure]:
+        """Purge ``batch``; return the targets the provider refused, each with its reason."""
+        provider = self._providers[self._next_provider % len(self._providers)]
+        self._next_provider += 1
+        try:
+            await call_with_retries(
+                lambda: self._call(provider, batch), policy=self._settings.retry, clock=self._clock
+            )
+            return []
+        except RejectedError as error:
+            if len(batch) == 1:
+                reason = str(error)
+                return [
+                    Failure(
+                        target=batch.targets[0], kind=batch.kind, shard_id=shard_id, reason=reason
+                    )
+                ]
+            middle = len(batch) // 2
+            left = Batch(batch.kind, batch.targets[:middle])
+            right = Batch(batch.kind, batch.targets[middle:])
+            return await self._purge(left, shard_id) + await self._purge(right, shard_id)
+        except RateLimitedError as error:
+            if error.max_targets is not None and 0 < error.max_targets < len(batch):
+                size = error.max_targets
+                failures: list[Failure] = []
+                for i in range(0, len(batch), size):
+                    piece = Batch(batch.kind, batch.targets[i : i + size])
+                    failures += await self._purge(piece, shard_id)
+                return failures
+            raise _GaveUpError(error) from None
+        except TransientError as error:
+            raise _GaveUpError(error) from None
+
+    async def _call(self, provider: Provider, batch: Batch) -> None:
+        async with self._pacer.admit(len(batch)):
+            try:
+                await provider.purge(batch)
+            except RateLimitedError as error:
+                self._pacer.limit.on_overload()
+                if error.retry_after is not None:
+                    self._pacer.defer(error.retry_after)
+                raise
+            except TransientError:
+                self._pacer.limit.on_overload()
+                raise
+        self._pacer.limit.on_success()
+        self._batches += 1
+        self._targets += len(batch)
