@@ -125,6 +125,7 @@ class Run:
         self._next_provider = 0
         self._stopping = False
         self._hurry: anyio.Event | None = None  # made in execute(): events need a loop
+        self._stop_event: anyio.Event | None = None
         self._reason: str | None = None
         self._fatal: AuthError | None = None
         self._batches = self._targets = self._failures = 0
@@ -145,6 +146,13 @@ class Run:
             elapsed=self._clock.now() - self._started,
         )
 
+    def _should_stop(self) -> bool:
+        # The event is read directly, not only through the watcher task, so that no batch
+        # starts after a stop was asked for, however busy the loop is.
+        if self._stop_event is not None and self._stop_event.is_set():
+            self.stop("stop requested")
+        return self._stopping
+
     def hurry(self) -> None:
         """Stop waiting for batches in flight: cancel them now (they are redone on resume)."""
         if self._hurry is not None:
@@ -159,6 +167,7 @@ class Run:
     async def execute(self, stop: anyio.Event | None = None) -> RunOutcome:
         """Run until every shard is done or a stop is asked for; checkpoint either way."""
         self._hurry = anyio.Event()
+        self._stop_event = stop
         saved = self._store.progress()
         cursors: dict[int, ShardCursor] = {}
         queue: list[Shard] = []
@@ -217,7 +226,7 @@ class Run:
         cursors: dict[int, ShardCursor],
         checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
     ) -> None:
-        while queue and not self._stopping:
+        while queue and not self._should_stop():
             shard = queue.pop()
             await self._walk(shard, cursors[shard.id], checkpoints)
 
@@ -234,7 +243,7 @@ class Run:
         window = anyio.Semaphore(self._window)
         async with anyio.create_task_group() as in_flight:
             for planned in batches:
-                if self._stopping:
+                if self._should_stop():
                     break
                 tracker = cursor.trackers[planned.kind]
                 tracker.issue(planned)
@@ -243,7 +252,7 @@ class Run:
                     continue
                 await window.acquire()
                 in_flight.start_soon(self._send, planned, cursor, window, checkpoints)
-        if self._stopping:
+        if self._should_stop():
             return
         for tracker in cursor.trackers.values():
             tracker.finished = True  # every batch was issued and confirmed

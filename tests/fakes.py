@@ -54,8 +54,9 @@ class ScriptedProvider:
 
     async def purge(self, batch: Batch, /) -> BatchResult:
         self.calls.append(batch)
+        call = len(self.calls)  # before yielding: other calls may start meanwhile
         await anyio.lowlevel.checkpoint()
         if self.script is not None:
-            self.script(len(self.calls), batch)
+            self.script(call, batch)
         self.purged.append(batch)
         return BatchResult(purged=len(batch))
