@@ -63,7 +63,7 @@ from purger.sources import (
     read_records,
     redact_url,
 )
-from purger.state import StateStore
+from purger.state import StateStore, StateSummary
 from purger.targets import Template, parse_templates
 
 __all__ = ["ExitCode", "app", "main"]
@@ -125,13 +125,13 @@ def _exit_codes(err: Console) -> Iterator[None]:
     try:
         yield
     except UsageError as error:
-        err.print(f"purger: error: {error}", highlight=False, markup=False)
+        err.print(f"purger: error: {error}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.USAGE) from None
     except UnavailableError as error:
-        err.print(f"purger: cannot start: {error}", highlight=False, markup=False)
+        err.print(f"purger: cannot start: {error}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.CANNOT_START) from None
     except PurgerError as error:  # a new branch of the tree without a code yet: still one line
-        err.print(f"purger: error: {error}", highlight=False, markup=False)
+        err.print(f"purger: error: {error}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.USAGE) from None
 
 
@@ -519,14 +519,14 @@ def _run_with_state(
     settings: RunSettings,
     err: Console,
 ) -> int:
+    def on_resume(summary: StateSummary) -> None:
+        err.print(
+            f"resuming {path}: {summary.shards_done}/{summary.shards} shards done, "
+            f"{summary.targets_done:,} targets purged",
+            highlight=False,
+        )
+
     with StateStore.open(path) as store:
-        summary = store.summary()
-        if resume:
-            err.print(
-                f"resuming {path}: {summary.shards_done}/{summary.shards} shards done, "
-                f"{summary.targets_done:,} targets purged",
-                highlight=False,
-            )
 
         def report(stats: RunStatistics) -> None:
             err.print(
@@ -549,6 +549,7 @@ def _run_with_state(
                 resume=resume,
                 clock=AnyioClock(),
                 report=report,
+                on_resume=on_resume,
             )
         )
         report(outcome.statistics)

@@ -25,7 +25,7 @@ from purger.plan import Plan, fingerprint
 from purger.providers import ProviderOptions, create_provider
 from purger.providers.base import Provider
 from purger.run import Run, RunOutcome, RunSettings, RunStatistics
-from purger.state import RunRecord, StateStore
+from purger.state import RunRecord, StateStore, StateSummary
 from purger.targets import Template
 
 __all__ = [
@@ -188,6 +188,7 @@ async def execute_run(
     resume: bool,
     clock: Clock,
     report: Callable[[RunStatistics], None],
+    on_resume: Callable[[StateSummary], None],
 ) -> RunOutcome:
     """Build the clients, providers and pacer, record the run in ``store`` (or check that it
     is the one recorded, on ``resume``), and run the plan until done or stopped.
@@ -211,6 +212,7 @@ async def execute_run(
         record = run_record(plan, options, templates)
         if resume:
             store.check_resume(record)
+            on_resume(store.summary())
         else:
             store.start_run(record)
         run = Run(

@@ -124,7 +124,9 @@ class Run:
         self._caps = caps_for(providers[0], self._kinds)
         self._next_provider = 0
         self._stopping = False
-        self._hurry: anyio.Event | None = None  # made in execute(): events need a loop
+        # Made in execute(): anyio events need a running loop.
+        self._stopped: anyio.Event | None = None
+        self._hurry: anyio.Event | None = None
         self._stop_event: anyio.Event | None = None
         self._reason: str | None = None
         self._fatal: AuthError | None = None
@@ -163,10 +165,12 @@ class Run:
         if not self._stopping:
             self._stopping = True
             self._reason = reason
+            if self._stopped is not None:
+                self._stopped.set()
 
     async def execute(self, stop: anyio.Event | None = None) -> RunOutcome:
         """Run until every shard is done or a stop is asked for; checkpoint either way."""
-        self._hurry = anyio.Event()
+        stopped, hurry = self._stopped, self._hurry = anyio.Event(), anyio.Event()
         self._stop_event = stop
         saved = self._store.progress()
         cursors: dict[int, ShardCursor] = {}
@@ -192,7 +196,7 @@ class Run:
             writer.start_soon(self._write_checkpoints, receive)
             async with send, anyio.create_task_group() as watcher:
                 async with anyio.create_task_group() as workers:
-                    watcher.start_soon(self._watch, stop, workers.cancel_scope)
+                    watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
                     for _ in range(min(self._settings.workers, len(queue))):
                         workers.start_soon(self._worker, queue, cursors, send)
                 watcher.cancel_scope.cancel()
@@ -205,20 +209,31 @@ class Run:
         status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
         return RunOutcome(status=status, statistics=statistics)
 
-    async def _watch(self, stop: anyio.Event | None, workers: CancelScope) -> None:
+    async def _watch(
+        self,
+        stop: anyio.Event | None,
+        stopped: anyio.Event,
+        hurry: anyio.Event,
+        workers: CancelScope,
+    ) -> None:
         """Turn a stop request or the time limit into a stop, then bound the drain."""
         limit = self._settings.max_duration
-        # The time limit and the drain are wall time, whatever clock paces the run.
-        with anyio.move_on_after(math.inf if limit is None else limit):
-            if stop is None:
-                await anyio.sleep_forever()
-            else:
-                await stop.wait()
-        self.stop(f"time limit of {limit:g} s reached" if limit is not None else "stop requested")
-        with anyio.move_on_after(self._settings.drain_timeout):
-            if self._hurry is not None:
-                await self._hurry.wait()
-        workers.cancel()
+        async with anyio.create_task_group() as relay:
+            if stop is not None:
+                relay.start_soon(self._relay, stop)
+            # The time limit and the drain are wall time, whatever clock paces the run.
+            with anyio.move_on_after(math.inf if limit is None else limit):
+                await stopped.wait()
+            if limit is not None:
+                self.stop(f"time limit of {limit:g} s reached")  # a no-op if stopped before
+            with anyio.move_on_after(self._settings.drain_timeout):
+                await hurry.wait()
+            workers.cancel()
+            relay.cancel_scope.cancel()
+
+    async def _relay(self, stop: anyio.Event) -> None:
+        await stop.wait()
+        self.stop("stop requested")
 
     async def _worker(
         self,
@@ -273,6 +288,7 @@ class Run:
         except AuthError as error:
             self._fatal = error
             self.stop(str(error))
+            self.hurry()  # every other call would be refused too: cancel them now
             return
         finally:
             window.release()
@@ -352,6 +368,8 @@ class Run:
 
     async def _call(self, provider: Provider, batch: Batch) -> None:
         async with self._pacer.admit(len(batch)):
+            if self._fatal is not None:
+                raise self._fatal  # refused credentials: send nothing more
             try:
                 await provider.purge(batch)
             except RateLimitedError as error:
