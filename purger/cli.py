@@ -63,7 +63,7 @@ from purger.sources import (
     read_records,
     redact_url,
 )
-from purger.state import StateStore, StateSummary
+from purger.state import StateSummary
 from purger.targets import Template, parse_templates
 
 __all__ = ["ExitCode", "app", "main"]
@@ -526,34 +526,31 @@ def _run_with_state(
             highlight=False,
         )
 
-    with StateStore.open(path) as store:
-
-        def report(stats: RunStatistics) -> None:
-            err.print(
-                f"{stats.elapsed:7.0f} s  {stats.targets:,} targets in {stats.batches:,} calls, "
-                f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed",
-                highlight=False,
-            )
-
-        outcome = anyio.run(
-            partial(
-                execute_run,
-                plan=the_plan,
-                name_set=name_set,
-                templates=templates,
-                options=options,
-                env=os.environ,
-                pace=pace,
-                settings=settings,
-                store=store,
-                resume=resume,
-                clock=AnyioClock(),
-                report=report,
-                on_resume=on_resume,
-            )
+    def report(stats: RunStatistics) -> None:
+        err.print(
+            f"{stats.elapsed:7.0f} s  {stats.targets:,} targets in {stats.batches:,} calls, "
+            f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed",
+            highlight=False,
         )
-        report(outcome.statistics)
-        total = store.summary()
+
+    outcome, total = anyio.run(
+        partial(
+            execute_run,
+            plan=the_plan,
+            name_set=name_set,
+            templates=templates,
+            options=options,
+            env=os.environ,
+            pace=pace,
+            settings=settings,
+            state_path=path,
+            resume=resume,
+            clock=AnyioClock(),
+            report=report,
+            on_resume=on_resume,
+        )
+    )
+    report(outcome.statistics)
     if outcome.status is RunStatus.STOPPED:
         err.print(
             f"stopped: {outcome.reason}; resume with --resume --state {path}", highlight=False

@@ -184,17 +184,17 @@ async def execute_run(
     env: Mapping[str, str],
     pace: PaceOptions,
     settings: RunSettings,
-    store: StateStore,
+    state_path: Path,
     resume: bool,
     clock: Clock,
     report: Callable[[RunStatistics], None],
     on_resume: Callable[[StateSummary], None],
-) -> RunOutcome:
-    """Build the clients, providers and pacer, record the run in ``store`` (or check that it
-    is the one recorded, on ``resume``), and run the plan until done or stopped.
+) -> tuple[RunOutcome, StateSummary]:
+    """Build the providers, open the state (recording the run, or checking on ``resume`` that
+    it is the one recorded), and run the plan until done or stopped.
 
-    Options and credentials are checked before the state is touched, so a typo leaves no
-    half-started run behind.
+    Options and credentials are checked before the state file is touched, so a typo leaves
+    no file and no half-started run behind.
     """
     clients = [
         httpx.AsyncClient(
@@ -209,36 +209,42 @@ async def execute_run(
     ]
     try:
         providers = [create_provider(options, client, env) for client in clients]
-        record = run_record(plan, options, templates)
-        if resume:
-            store.check_resume(record)
-            on_resume(store.summary())
-        else:
-            store.start_run(record)
-        run = Run(
-            plan=plan,
-            name_set=name_set,
-            templates=templates,
-            providers=providers,
-            pacer=_pacer(pace, providers[0], clock),
-            store=store,
-            settings=settings,
-            clock=clock,
-        )
-        stop = anyio.Event()
-        async with anyio.create_task_group() as helpers:
-            helpers.start_soon(_stop_on_signals, run, stop)
-            helpers.start_soon(_report_progress, run, report)
-            try:
-                # Errors are returned, not raised, out of the task group: no ExceptionGroup.
-                result: RunOutcome | PurgerError = await run.execute(stop)
-            except PurgerError as error:
-                result = error
-            finally:
-                helpers.cancel_scope.cancel()
-        if isinstance(result, PurgerError):
-            raise result
-        return result
+        with StateStore.open(state_path) as store:
+            record = run_record(plan, options, templates)
+            if resume:
+                store.check_resume(record)
+                on_resume(store.summary())
+            else:
+                store.start_run(record)
+            run = Run(
+                plan=plan,
+                name_set=name_set,
+                templates=templates,
+                providers=providers,
+                pacer=_pacer(pace, providers[0], clock),
+                store=store,
+                settings=settings,
+                clock=clock,
+            )
+            outcome = await _execute_with_signals(run, report)
+            return outcome, store.summary()
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def _execute_with_signals(run: Run, report: Callable[[RunStatistics], None]) -> RunOutcome:
+    stop = anyio.Event()
+    async with anyio.create_task_group() as helpers:
+        helpers.start_soon(_stop_on_signals, run, stop)
+        helpers.start_soon(_report_progress, run, report)
+        try:
+            # Errors are returned, not raised, out of the task group: no ExceptionGroup.
+            result: RunOutcome | PurgerError = await run.execute(stop)
+        except PurgerError as error:
+            result = error
+        finally:
+            helpers.cancel_scope.cancel()
+    if isinstance(result, PurgerError):
+        raise result
+    return result

@@ -122,13 +122,14 @@ def test_a_plan_file_runs_and_refuses_changed_names(names, tmp_path):
         ),
     ],
 )
-def test_bad_run_arguments_are_one_line_and_exit_2(names, tmp_path, args, fragments):
+def test_bad_run_arguments_are_one_line_and_exit_2(names, tmp_path, monkeypatch, args, fragments):
     """Every usage error is caught before anything is sent or any state is written."""
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         app, ["run", str(names), *args], env={"COLUMNS": "200"}, catch_exceptions=False
     )
     assert_one_line_error(result, 2, *fragments)
-    assert not (tmp_path / "s").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt"]
 
 
 def test_dry_run_sends_nothing_and_estimates(names, httpx_mock):
