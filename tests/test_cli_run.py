@@ -210,3 +210,34 @@ def test_max_duration_stops_cleanly_with_exit_3_and_resumes(names, tmp_path):
     )  # fmt: skip
     assert finished.exit_code == 0, finished.output
     assert "done: 100 targets purged" in finished.stderr
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        httpx.Response(503),
+        httpx.Response(429, headers={"Retry-After": "0"}),
+    ],
+    ids=["503", "429"],
+)
+def test_a_failed_call_is_retried_and_the_run_completes(names, tmp_path, httpx_mock, first):
+    """503 or 429 on the first call, then success: exit 0 and every key sent once more."""
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return first
+        keys = json.loads(request.content)["surrogate_keys"]
+        return httpx.Response(200, json=dict.fromkeys(keys, "id"))
+
+    httpx_mock.add_callback(answer, url=f"{BASE}/service/SVC/purge", is_reusable=True)
+    result = invoke(
+        str(names), "--provider", "fastly", "--service-id", "SVC", "--api-base", BASE,
+        "--key-template", "project/{name}", "--state", str(tmp_path / "s.sqlite"),
+        "--rate", "inf", "--shards", "1", "--workers", "1",
+        env={"FASTLY_API_TOKEN": TOKEN},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 2
+    assert calls[0].content == calls[1].content  # the same batch, sent again

@@ -8,6 +8,7 @@ The cache is a small HTTP server on loopback that speaks the Varnish xkey contra
 from __future__ import annotations
 
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -125,3 +126,30 @@ def test_sigkill_and_resume_loses_nothing(tmp_path, cache):
     bound = kills * (CONCURRENCY + 1) * MAX_KEYS_PER_BATCH
     assert twice <= bound, f"{twice} keys purged again after {kills} kills (bound {bound})"
     assert kills >= 2, "the run finished before it could be killed: make it longer"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_cleanly_with_exit_3_and_resume_finishes(tmp_path, cache, signum):
+    """SIGTERM or Ctrl-C: no new batches, checkpoint, exit 3; the resume purges the rest
+    and nothing is purged twice (the stop waited for the calls in flight)."""
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"pkg{i:05d}" for i in range(NAMES)) + "\n")
+    state = tmp_path / "state.sqlite"
+    process = subprocess.Popen(
+        purger_run(names, state, cache, resume=False),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)
+    assert process.poll() is None, "the run ended before the signal: make it longer"
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stderr.decode()
+    assert f"{signal.Signals(signum).name} received" in stderr.decode()
+    assert 0 < sum(cache.purged.values()) < NAMES
+
+    resumed = subprocess.run(
+        purger_run(names, state, cache, resume=True), capture_output=True, timeout=120, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert cache.purged == Counter({f"project/pkg{i:05d}": 1 for i in range(NAMES)})
