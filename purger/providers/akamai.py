@@ -10,12 +10,10 @@ not by a count, so :meth:`AkamaiProvider.target_bytes` is the exact JSON cost of
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import ClassVar, Literal
 
 import httpx
@@ -23,6 +21,7 @@ import httpx
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
 from purger.model import Batch, BatchResult, TargetKind
 from purger.providers import ProviderOptions
+from purger.providers._http import json_or_none, retry_after_seconds, scrub
 from purger.providers.base import ProviderLimits, RateBucket
 from purger.providers.edgegrid import EdgeGridCredentials, authorization, eg_timestamp
 from purger.providers.edgegrid import load_credentials as load_edgegrid
@@ -121,7 +120,7 @@ class AkamaiProvider:
         body = json.dumps({"objects": objects}, separators=(",", ":")).encode()
         url = f"{self._api_base}/ccu/v3/{self._action}/{kind}/{self._network}"
         response = await self._send(url, body)
-        answer = _json(response)
+        answer = json_or_none(response)
         if not response.is_success:
             raise self._error(response, answer, len(batch))
         purge_id = answer.get("purgeId") if isinstance(answer, dict) else None
@@ -161,7 +160,7 @@ class AkamaiProvider:
         if status == 401 or (status == 403 and not _FOREIGN_OBJECT.match(title)):
             return AuthError("akamai", status, self._credentials.origin)
         if status == 429:
-            wait = _seconds(response.headers.get("Retry-After"), self._clock())
+            wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
             # rateLimitRemaining counts objects only when the object bucket ran dry; under
             # the plain "Rate Limit exceeded" title it counts requests (rate-limit examples).
             left = problem.get("rateLimitRemaining")
@@ -186,31 +185,7 @@ class AkamaiProvider:
         return RejectedError(message, provider="akamai", status=status)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._credentials.secrets():
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-
-def _json(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _seconds(value: str | None, now: float) -> float | None:
-    """A ``Retry-After`` value: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+        return scrub(text, self._credentials.secrets())
 
 
 def from_options(

@@ -9,11 +9,9 @@ an error's first code and message go into the exception, since they say what to 
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -22,6 +20,7 @@ import httpx
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
 from purger.model import Batch, BatchResult, Secret, TargetKind
 from purger.providers import ProviderOptions
+from purger.providers._http import json_or_none, retry_after_seconds, scrub
 from purger.providers.base import ProviderLimits, RateBucket
 
 __all__ = ["CloudflareProvider", "from_options"]
@@ -109,7 +108,7 @@ class CloudflareProvider:
         except httpx.TransportError as exc:
             message = self._scrub(f"{type(exc).__name__}: {exc}")
             raise TransientError(message, provider="cloudflare") from exc
-        envelope = _json(response)
+        envelope = json_or_none(response)
         if response.is_success and isinstance(envelope, dict) and envelope.get("success") is True:
             result = envelope.get("result")
             purge_id = result.get("id") if isinstance(result, dict) else None
@@ -148,22 +147,14 @@ class CloudflareProvider:
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         """``Retry-After`` first, then the ``t=`` of the newer ``Ratelimit`` header."""
-        wait = _seconds(response.headers.get("Retry-After"), self._clock())
+        wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
         if wait is not None:
             return wait
         match = _RATELIMIT_T.search(response.headers.get("Ratelimit", ""))
         return float(match.group(1)) if match else None
 
     def _scrub(self, text: str) -> str:
-        token = self._token.reveal()
-        return text.replace(token, "***") if token else text
-
-
-def _json(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+        return scrub(text, [self._token])
 
 
 def _first_error(envelope: object) -> tuple[int | None, str]:
@@ -180,20 +171,6 @@ def _first_error(envelope: object) -> tuple[int | None, str]:
 
 def _snippet(response: httpx.Response) -> str:
     return response.text[:200].strip() or response.reason_phrase
-
-
-def _seconds(value: str | None, now: float) -> float | None:
-    """A ``Retry-After`` value: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def from_options(

@@ -14,7 +14,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -29,6 +28,7 @@ from purger.errors import (
 )
 from purger.model import Batch, BatchResult, Secret, TargetKind
 from purger.providers import ProviderOptions
+from purger.providers._http import json_or_none, retry_after_seconds, scrub
 from purger.providers.base import ProviderLimits
 
 __all__ = ["FastlyProvider", "from_options"]
@@ -99,7 +99,7 @@ class FastlyProvider:
         sid = quote(self._service_id, safe="")
         body = json.dumps({"surrogate_keys": list(keys)}, separators=(",", ":")).encode()
         response = await self._post(f"{self._api_base}/service/{sid}/purge", body, keys=True)
-        ids = _json(response)
+        ids = json_or_none(response)
         if not isinstance(ids, dict):
             raise TransientError(
                 "a 200 answer without a JSON object of purge ids", provider="fastly"
@@ -120,7 +120,7 @@ class FastlyProvider:
         # The API form takes the URL without its scheme, sent as given: no re-normalizing.
         _, sep, rest = url.partition("://")
         response = await self._post(f"{self._api_base}/purge/{rest if sep else url}", None)
-        answer = _json(response)
+        answer = json_or_none(response)
         if not isinstance(answer, dict) or answer.get("status") != "ok":
             # PyPI retries a purge whose answer is not "ok"; so does purger.
             raise TransientError('the answer\'s status is not "ok"', provider="fastly")
@@ -169,7 +169,7 @@ class FastlyProvider:
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         """``Retry-After`` if sent, else the ``Fastly-RateLimit-Reset`` epoch from now."""
-        wait = _seconds(response.headers.get("Retry-After"), self._clock())
+        wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
         if wait is not None:
             return wait
         reset = response.headers.get("Fastly-RateLimit-Reset", "")
@@ -180,39 +180,17 @@ class FastlyProvider:
         return max(0.0, at - self._clock()) if math.isfinite(at) else None
 
     def _scrub(self, text: str) -> str:
-        token = self._token.reveal()
-        return text.replace(token, "***") if token else text
-
-
-def _json(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+        return scrub(text, [self._token])
 
 
 def _detail(response: httpx.Response) -> str:
     """Fastly errors are ``{"msg": ..., "detail": ...}``; otherwise the start of the text."""
-    body = _json(response)
+    body = json_or_none(response)
     if isinstance(body, dict):
         parts = [str(body[k]) for k in ("msg", "detail") if body.get(k)]
         if parts:
             return ": ".join(parts)[:300]
     return response.text[:200].strip() or response.reason_phrase
-
-
-def _seconds(value: str | None, now: float) -> float | None:
-    """A ``Retry-After`` value: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def from_options(

@@ -9,12 +9,10 @@ do not share a cache, so each gets every batch, and a batch is done only when al
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -24,6 +22,7 @@ import httpx
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
 from purger.model import Batch, BatchResult, TargetKind
 from purger.providers import ProviderOptions
+from purger.providers._http import retry_after_seconds
 from purger.providers.base import ProviderLimits
 
 __all__ = ["VarnishProvider", "from_options"]
@@ -153,7 +152,7 @@ class VarnishProvider:
         if status in (401, 403, 405):
             return _NodeFailure(endpoint, "auth", status, text)
         if status == 429:
-            wait = _seconds(response.headers.get("Retry-After"), self._clock())
+            wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
             return _NodeFailure(endpoint, "rate", status, text, wait)
         if status == 408 or status >= 500:
             return _NodeFailure(endpoint, "transient", status, text)
@@ -190,20 +189,6 @@ def _split_url(url: str) -> tuple[str, _Headers]:
     if not path.startswith("/"):
         path = "/" + path
     return path, [(b"Host", host.encode())]
-
-
-def _seconds(value: str | None, now: float) -> float | None:
-    """A ``Retry-After`` value: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def from_options(

@@ -1,0 +1,44 @@
+"""Small helpers every HTTP adapter needs: reading bodies, waits and safe error text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from purger.model import Secret
+
+__all__ = ["json_or_none", "retry_after_seconds", "scrub"]
+
+
+def json_or_none(response: httpx.Response) -> object:
+    """The body as JSON, or ``None`` when it is not JSON (a proxy's HTML error page)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` value, delay-seconds or an HTTP date, as seconds from ``now``."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def scrub(text: str, secrets: Iterable[Secret | str]) -> str:
+    """``text`` with every secret replaced by ``***``, should a server or proxy echo one."""
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if value:
+            text = text.replace(value, "***")
+    return text
