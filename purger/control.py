@@ -1,0 +1,321 @@
+"""The controller: from backend health to the purge rate. Pure: ``decide(state, observation,
+settings) -> Decision``, no I/O and no clock of its own, so it is stepped in tests and
+simulations exactly as in a run.
+
+The plant has dead time: a purge hurts the origin only when users request the purged
+objects again, and the metrics that show it arrive later still. So (algorithms.md, A.12):
+
+- pressure = the largest value/limit over all signals; a signal that is missing, failed or
+  older than ``stale_after`` is *unknown*, and unknown is never healthy: the rate never
+  rises on it, and after ``grace`` seconds of it the run pauses;
+- pressure >= 1: cut the rate (x ``cut``, x ``error_cut`` when the worst signal counts
+  errors), at most once per ``feedback_delay``, and remember the rate that hurt;
+- pressure <= ``headroom`` for ``raise_after`` ticks, a full feedback delay since the last
+  change, and the allowed rate was really used: raise it. Before the first cut it doubles
+  (slow start). After a cut it climbs back to just under the rate that hurt and stays there
+  (no sawtooth); it probes above it only after ``probe_after`` quiet feedback delays, and
+  drops the old ceiling when the origin is far from busy (a recovery);
+- between ``headroom`` and 1: hold (the deadband);
+- critical pressure pauses the run; it resumes, slower than before, once every signal has
+  been healthy for ``resume_after`` seconds. Operators may slow or pause at any time; nothing
+  here lifts a pause the health caused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from purger.errors import UsageError
+
+__all__ = [
+    "Action",
+    "ControlSettings",
+    "ControlState",
+    "Decision",
+    "Observation",
+    "Reading",
+    "decide",
+    "initial_state",
+]
+
+
+class Action(StrEnum):
+    HOLD = "hold"
+    RAISE = "raise"
+    CUT = "cut"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlSettings:
+    """Seconds, rates in targets per second, pressures as fractions of a signal's limit."""
+
+    initial_rate: float = 50.0
+    min_rate: float = 1.0
+    max_rate: float = math.inf
+    #: The time from a purge to its effect on the metrics: refill delay plus metrics lag.
+    feedback_delay: float = 60.0
+    tick: float = 5.0
+    cut: float = 0.7
+    error_cut: float = 0.5
+    headroom: float = 0.8
+    raise_after: int = 3
+    #: After a cut, stay just under the rate that hurt: this fraction of it.
+    ceiling_margin: float = 0.95
+    #: Feedback delays of quiet at the ceiling before trying above it.
+    probe_after: float = 8.0
+    probe_step: float = 0.1
+    #: Far below the limits (this pressure) for ``raise_after`` ticks: forget the ceiling.
+    idle_pressure: float = 0.4
+    stale_after: float | None = None  # default: two ticks
+    grace: float = 30.0
+    resume_after: float = 30.0
+    #: Raise only when the run achieved at least this share of the allowed rate.
+    used_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("initial_rate", self.initial_rate > 0),
+            ("min_rate", self.min_rate > 0),
+            ("max_rate", self.max_rate >= self.min_rate),
+            ("feedback_delay", self.feedback_delay > 0),
+            ("tick", self.tick > 0),
+            ("cut", 0 < self.cut < 1),
+            ("error_cut", 0 < self.error_cut < 1),
+            ("headroom", 0 < self.headroom < 1),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise UsageError(f"control.{name}: out of range")
+
+    @property
+    def staleness(self) -> float:
+        return self.stale_after if self.stale_after is not None else 2 * self.tick
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reading:
+    """One signal as the controller sees it: pressure (value/limit) or ``None`` when unknown."""
+
+    name: str
+    pressure: float | None
+    #: value / critical limit; >= 1 pauses. ``None``: no critical limit, or unknown.
+    critical_pressure: float | None = None
+    age: float | None = None
+    is_error_rate: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observation:
+    now: float
+    readings: tuple[Reading, ...]
+    #: Targets per second actually sent over the last tick.
+    achieved_rate: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlState:
+    rate: float
+    paused: bool = False
+    slow_start: bool = True
+    #: Just under the rate that last hurt; ``None`` before the first cut or after a recovery.
+    ceiling: float | None = None
+    last_change: float = -math.inf
+    calm_ticks: int = 0
+    idle_ticks: int = 0
+    unknown_since: float | None = None
+    healthy_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    state: ControlState
+    action: Action
+    reason: str
+    pressure: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.state.rate
+
+
+def initial_state(settings: ControlSettings) -> ControlState:
+    return ControlState(rate=_clamp(settings.initial_rate, settings))
+
+
+def _clamp(rate: float, settings: ControlSettings) -> float:
+    return min(settings.max_rate, max(settings.min_rate, rate))
+
+
+def _split(readings: Sequence[Reading], stale_after: float) -> tuple[list[Reading], list[Reading]]:
+    """Fresh readings, and those that are missing, failed or too old (unknown)."""
+    fresh, unknown = [], []
+    for reading in readings:
+        known = reading.pressure is not None and not math.isnan(reading.pressure)
+        if known and reading.age is not None and reading.age <= stale_after:
+            fresh.append(reading)
+        else:
+            unknown.append(reading)
+    return fresh, unknown
+
+
+def decide(state: ControlState, observation: Observation, settings: ControlSettings) -> Decision:
+    """One tick: the new state, what changed and why."""
+    now = observation.now
+    fresh, unknown = _split(observation.readings, settings.staleness)
+    worst = max(fresh, key=lambda r: r.pressure or 0.0, default=None)
+    pressure = worst.pressure if worst is not None else None
+    unknown_since = (
+        (state.unknown_since if state.unknown_since is not None else now) if unknown else None
+    )
+    state = replace(state, unknown_since=unknown_since)
+
+    critical = [r for r in fresh if r.critical_pressure is not None and r.critical_pressure >= 1]
+    if critical:
+        names = ", ".join(r.name for r in critical)
+        return _pause(state, now, f"{names} past the critical limit", pressure)
+    if unknown and unknown_since is not None and now - unknown_since >= settings.grace:
+        names = ", ".join(r.name for r in unknown)
+        return _pause(
+            state, now, f"no fresh reading of {names} for {now - unknown_since:.0f} s", pressure
+        )
+
+    if state.paused:
+        return _while_paused(state, now, pressure, unknown, settings)
+
+    if pressure is not None and pressure >= 1:
+        return _cut(state, now, worst, settings)
+
+    if unknown:
+        names = ", ".join(r.name for r in unknown)
+        held = replace(state, calm_ticks=0, idle_ticks=0)
+        return Decision(
+            state=held, action=Action.HOLD, reason=f"no fresh reading of {names}", pressure=pressure
+        )
+
+    if pressure is None:  # no signals at all: nothing to react to
+        return Decision(state=state, action=Action.HOLD, reason="no health signals", pressure=None)
+
+    if pressure > settings.headroom:
+        held = replace(state, calm_ticks=0, idle_ticks=0)
+        return Decision(
+            state=held, action=Action.HOLD, reason="pressure in the deadband", pressure=pressure
+        )
+    return _maybe_raise(state, now, pressure, observation.achieved_rate, settings)
+
+
+def _pause(state: ControlState, now: float, reason: str, pressure: float | None) -> Decision:
+    paused = replace(state, paused=True, healthy_since=None, calm_ticks=0, idle_ticks=0)
+    action = Action.HOLD if state.paused else Action.PAUSE
+    return Decision(state=paused, action=action, reason=f"paused: {reason}", pressure=pressure)
+
+
+def _while_paused(
+    state: ControlState,
+    now: float,
+    pressure: float | None,
+    unknown: Sequence[Reading],
+    settings: ControlSettings,
+) -> Decision:
+    if unknown or pressure is None or pressure > settings.headroom:
+        waiting = replace(state, healthy_since=None)
+        return Decision(
+            state=waiting,
+            action=Action.HOLD,
+            reason="paused: waiting for health",
+            pressure=pressure,
+        )
+    healthy_since = state.healthy_since if state.healthy_since is not None else now
+    healthy_for = now - healthy_since
+    if healthy_for < settings.resume_after:
+        waiting = replace(state, healthy_since=healthy_since)
+        why = f"paused: healthy for {healthy_for:.0f} s of {settings.resume_after:.0f}"
+        return Decision(state=waiting, action=Action.HOLD, reason=why, pressure=pressure)
+    # Resume below the rate that led to the pause, and never in slow start again.
+    rate = _clamp(state.rate * settings.cut, settings)
+    resumed = replace(
+        state,
+        rate=rate,
+        paused=False,
+        slow_start=False,
+        ceiling=rate,
+        last_change=now,
+        healthy_since=None,
+        calm_ticks=0,
+    )
+    return Decision(state=resumed, action=Action.RESUME, reason="healthy again", pressure=pressure)
+
+
+def _cut(
+    state: ControlState, now: float, worst: Reading | None, settings: ControlSettings
+) -> Decision:
+    assert worst is not None  # noqa: S101 - a pressure >= 1 came from a reading
+    if now - state.last_change < settings.feedback_delay:
+        held = replace(state, calm_ticks=0, idle_ticks=0)
+        return Decision(
+            state=held,
+            action=Action.HOLD,
+            reason=f"{worst.name} over its limit; waiting for the last change to show",
+            pressure=worst.pressure,
+        )
+    factor = settings.error_cut if worst.is_error_rate else settings.cut
+    rate = _clamp(state.rate * factor, settings)
+    cut = replace(
+        state,
+        rate=rate,
+        slow_start=False,
+        ceiling=state.rate * settings.ceiling_margin,
+        last_change=now,
+        calm_ticks=0,
+        idle_ticks=0,
+    )
+    return Decision(
+        state=cut,
+        action=Action.CUT,
+        reason=f"{worst.name} at {worst.pressure:.2f} of its limit: x{factor:g}",
+        pressure=worst.pressure,
+    )
+
+
+def _maybe_raise(
+    state: ControlState, now: float, pressure: float, achieved: float, settings: ControlSettings
+) -> Decision:
+    calm = state.calm_ticks + 1
+    idle = state.idle_ticks + 1 if pressure <= settings.idle_pressure else 0
+    state = replace(state, calm_ticks=calm, idle_ticks=idle)
+    waited = now - state.last_change
+    if calm < settings.raise_after or waited < settings.feedback_delay:
+        return Decision(state=state, action=Action.HOLD, reason="calm; waiting", pressure=pressure)
+    if achieved < settings.used_share * state.rate:
+        return Decision(
+            state=state,
+            action=Action.HOLD,
+            reason=f"calm, but only {achieved:.0f} of {state.rate:.0f}/s used",
+            pressure=pressure,
+        )
+    ceiling = state.ceiling
+    if state.slow_start or ceiling is None:
+        rate, why = state.rate * 2, "slow start: x2"
+    elif state.rate < ceiling:
+        # Halve the gap, in steps of at least 5 %: back near the ceiling in a few delays.
+        step = max((ceiling - state.rate) / 2, 0.05 * ceiling)
+        rate, why = min(ceiling, state.rate + step), "back toward the last good rate"
+    elif waited >= settings.probe_after * settings.feedback_delay:
+        rate, why = state.rate * (1 + settings.probe_step), "quiet at the ceiling: probing above"
+        ceiling = rate
+    else:
+        rate, why = state.rate, "at the ceiling"
+    if ceiling is not None and idle >= settings.raise_after and state.rate * 2 > rate:
+        # Far from busy: the old limit no longer holds (capacity came back).
+        rate, why, ceiling = state.rate * 2, "the origin is idle: forgetting the old ceiling", None
+    rate = _clamp(rate, settings)
+    if rate <= state.rate:
+        return Decision(
+            state=state, action=Action.HOLD, reason="at the maximum rate", pressure=pressure
+        )
+    raised = replace(state, rate=rate, ceiling=ceiling, last_change=now, calm_ticks=0, idle_ticks=0)
+    return Decision(state=raised, action=Action.RAISE, reason=why, pressure=pressure)
