@@ -150,6 +150,7 @@ class PacerStatistics:
     concurrency_limit: int
     in_flight: int
     not_before: float
+    held_by: str | None
 
 
 class Pacer:
@@ -171,6 +172,23 @@ class Pacer:
         self.target_buckets = tuple(target_buckets)
         self.limit = limit
         self._not_before = -math.inf
+        self._held_by: str | None = None
+        self._released: anyio.Event | None = None
+
+    @property
+    def held_by(self) -> str | None:
+        """Why new calls are held (a pause from health or an operator), or ``None``."""
+        return self._held_by
+
+    def hold(self, reason: str) -> None:
+        """Let no new call start until :meth:`release`; calls in flight go on."""
+        self._held_by = reason
+
+    def release(self) -> None:
+        self._held_by = None
+        if self._released is not None:
+            self._released.set()
+            self._released = None
 
     def defer(self, seconds: float) -> None:
         """Hold every new call for ``seconds`` (a 429's ``Retry-After`` applies to all)."""
@@ -178,6 +196,10 @@ class Pacer:
 
     @asynccontextmanager
     async def admit(self, targets: int) -> AsyncIterator[None]:
+        while self._held_by is not None:
+            if self._released is None:
+                self._released = anyio.Event()
+            await self._released.wait()
         delay = max(
             [self.targets.reserve(targets)]
             + [bucket.reserve(1) for bucket in self.call_buckets]
@@ -195,4 +217,5 @@ class Pacer:
             concurrency_limit=self.limit.limit,
             in_flight=self.limit.in_flight,
             not_before=self._not_before,
+            held_by=self._held_by,
         )

@@ -1,0 +1,167 @@
+"""A whole purge against the simulated CDN and origin, in virtual time: the real planner's
+shards, the real engine, pacer, Varnish adapter, health reader and controller; only the
+network and the clock are simulated. Used by tests, by ``bench/control_bench.py`` and by
+estimates that need the origin's answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import httpx
+
+from purger.control import ControlSettings, Decision
+from purger.governor import Governor
+from purger.health import HealthReader, SignalKind, SignalSpec, SourceKind
+from purger.names import NameSet
+from purger.pacing import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
+from purger.plan import Plan
+from purger.providers.varnish import VarnishProvider
+from purger.run import Run, RunOutcome, RunSettings
+from purger.sim import SimConfig, SimStep, SimulatedCDN
+from purger.state import Failure, ShardProgress
+from purger.targets import parse_templates
+from purger.virtual_time import run_in_virtual_time
+
+__all__ = ["MemoryStore", "SimulationResult", "origin_signals", "simulate_purge"]
+
+
+class MemoryStore:
+    """Progress kept in memory: a simulation has nothing to resume."""
+
+    def __init__(self) -> None:
+        self._progress: dict[int, ShardProgress] = {}
+        self.failures: list[Failure] = []
+
+    def progress(self) -> dict[int, ShardProgress]:
+        return dict(self._progress)
+
+    def commit(self, updates: Sequence[ShardProgress], failures: Sequence[Failure] = ()) -> None:
+        for update in updates:
+            self._progress[update.shard_id] = update
+        self.failures.extend(failures)
+
+
+def origin_signals(
+    config: SimConfig, *, p99_limit: float, p99_critical: float
+) -> tuple[SignalSpec, ...]:
+    """The signals an operator would watch on this origin: p99 from the latency histogram
+    and the share of 5xx answers, both scraped from ``/metrics`` without a Prometheus."""
+    url = f"http://{config.origin_host}/metrics"
+    return (
+        SignalSpec(
+            name="origin p99",
+            source=SourceKind.SCRAPE,
+            url=url,
+            query="histogram_quantile(0.99, origin_request_duration_seconds_bucket)",
+            limit=p99_limit,
+            critical=p99_critical,
+            kind=SignalKind.LATENCY,
+        ),
+        SignalSpec(
+            name="origin errors",
+            source=SourceKind.SCRAPE,
+            url=url,
+            query='ratio(rate(origin_requests_total{code="503"}), rate(origin_requests_total))',
+            limit=0.01,
+            critical=0.2,
+            kind=SignalKind.ERRORS,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationResult:
+    outcome: RunOutcome
+    history: tuple[SimStep, ...]
+    #: (virtual time, allowed rate, paused) at every controller tick.
+    rates: tuple[tuple[float, float, bool], ...]
+    decisions: tuple[tuple[float, Decision], ...] = field(default_factory=tuple)
+
+
+def simulate_purge(
+    *,
+    plan: Plan,
+    name_set: NameSet,
+    config: SimConfig,
+    control: ControlSettings | None,
+    signals: Sequence[SignalSpec] = (),
+    rate: float = math.inf,
+    concurrency: int = 8,
+    hard: bool = True,
+    key_template: str = "project/{name}",
+) -> SimulationResult:
+    """Purge every name of ``plan`` through the simulation; with ``control``, paced by
+    ``signals`` read from the simulated origin."""
+    return run_in_virtual_time(
+        _simulate, plan, name_set, config, control, tuple(signals), rate, concurrency, hard,
+        key_template,
+    )  # fmt: skip
+
+
+async def _simulate(
+    plan: Plan,
+    name_set: NameSet,
+    config: SimConfig,
+    control: ControlSettings | None,
+    signals: tuple[SignalSpec, ...],
+    rate: float,
+    concurrency: int,
+    hard: bool,
+    key_template: str,
+) -> SimulationResult:
+    clock = AnyioClock()
+    cdn = SimulatedCDN(name_set, config)
+    templates = parse_templates([key_template], [])
+    rates: list[tuple[float, float, bool]] = []
+    decisions: list[tuple[float, Decision]] = []
+    async with httpx.AsyncClient(transport=cdn) as client:
+        provider = VarnishProvider(
+            client=client,
+            endpoints=[f"http://{config.cdn_host}"],
+            key_header=None,
+            hard=hard,
+            timeout=30.0,
+            clock=clock.now,
+        )
+        pacer = Pacer(
+            clock=clock,
+            targets=TokenBucket(rate, 1.0 if math.isinf(rate) else max(1.0, rate), clock),
+            limit=AdaptiveLimit(concurrency, clock=clock),
+        )
+        run = Run(
+            plan=plan,
+            name_set=name_set,
+            templates=templates,
+            providers=[provider],
+            pacer=pacer,
+            store=MemoryStore(),
+            settings=RunSettings(workers=plan.settings.workers),
+            clock=clock,
+        )
+        async with anyio.create_task_group() as helpers:
+            if control is not None:
+
+                def trace(decision: Decision) -> None:
+                    rates.append((clock.now(), decision.rate, decision.state.paused))
+
+                governor = Governor(
+                    health=HealthReader(signals, client, wall_clock=clock.now),
+                    pacer=pacer,
+                    settings=control,
+                    clock=clock,
+                    wall_clock=clock.now,
+                    targets_sent=lambda: run.statistics().targets,
+                    on_decision=lambda d: decisions.append((clock.now(), d)),
+                    on_tick=trace,
+                )
+                helpers.start_soon(governor.run)
+            outcome = await run.execute()
+            helpers.cancel_scope.cancel()
+        history = tuple(cdn.history)
+    return SimulationResult(
+        outcome=outcome, history=history, rates=tuple(rates), decisions=tuple(decisions)
+    )
