@@ -9,15 +9,18 @@ objects again, and the metrics that show it arrive later still. So (algorithms.m
   older than ``stale_after`` is *unknown*, and unknown is never healthy: the rate never
   rises on it, and after ``grace`` seconds of it the run pauses;
 - pressure >= 1: cut the rate (x ``cut``, x ``error_cut`` when the worst signal counts
-  errors), at most once per ``feedback_delay``, and remember the rate that hurt;
+  errors, and x 1/pressure when that is deeper, down to x0.25), at most once per
+  ``feedback_delay``, and remember the rate that hurt;
 - pressure <= ``headroom`` for ``raise_after`` ticks, a full feedback delay since the last
   change, and the allowed rate was really used: raise it. Before the first cut it doubles
-  (slow start). After a cut it climbs back to just under the rate that hurt and stays there
-  (no sawtooth); it probes above it only after ``probe_after`` quiet feedback delays, and
+  (slow start), or grows by sqrt(headroom/pressure) when that is less, not to overshoot.
+  After a cut it climbs back to just under the rate that hurt and stays there (no
+  sawtooth); it probes above it only after ``probe_after`` quiet feedback delays, and
   drops the old ceiling when the origin is far from busy (a recovery);
 - between ``headroom`` and 1: hold (the deadband);
-- critical pressure pauses the run; it resumes, slower than before, once every signal has
-  been healthy for ``resume_after`` seconds. Operators may slow or pause at any time; nothing
+- critical pressure pauses the run and cuts the rate it will resume at; it resumes once
+  every signal has been healthy for ``resume_after`` seconds. Missing data for ``grace``
+  seconds pauses too, keeping the rate. Operators may slow or pause at any time; nothing
   here lifts a pause the health caused.
 """
 
@@ -29,6 +32,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from purger.errors import UsageError
+
+#: However far over the limit, one cut never takes more than this off the rate.
+_DEEPEST_CUT = 0.25
 
 __all__ = [
     "Action",
@@ -65,7 +71,7 @@ class ControlSettings:
     headroom: float = 0.8
     raise_after: int = 3
     #: After a cut, stay just under the rate that hurt: this fraction of it.
-    ceiling_margin: float = 0.95
+    ceiling_margin: float = 0.9
     #: Feedback delays of quiet at the ceiling before trying above it.
     probe_after: float = 8.0
     probe_step: float = 0.1
@@ -177,12 +183,11 @@ def decide(state: ControlState, observation: Observation, settings: ControlSetti
     critical = [r for r in fresh if r.critical_pressure is not None and r.critical_pressure >= 1]
     if critical:
         names = ", ".join(r.name for r in critical)
-        return _pause(state, now, f"{names} past the critical limit", pressure)
+        return _pause(state, now, f"{names} past the critical limit", pressure, worst, settings)
     if unknown and unknown_since is not None and now - unknown_since >= settings.grace:
         names = ", ".join(r.name for r in unknown)
-        return _pause(
-            state, now, f"no fresh reading of {names} for {now - unknown_since:.0f} s", pressure
-        )
+        why = f"no fresh reading of {names} for {now - unknown_since:.0f} s"
+        return _pause(state, now, why, pressure, None, settings)
 
     if state.paused:
         return _while_paused(state, now, pressure, unknown, settings)
@@ -208,8 +213,50 @@ def decide(state: ControlState, observation: Observation, settings: ControlSetti
     return _maybe_raise(state, now, pressure, observation.achieved_rate, settings)
 
 
-def _pause(state: ControlState, now: float, reason: str, pressure: float | None) -> Decision:
-    paused = replace(state, paused=True, healthy_since=None, calm_ticks=0, idle_ticks=0)
+def _cut_factor(worst: Reading, settings: ControlSettings) -> float:
+    """x``cut`` (x``error_cut`` for errors), and deeper when far over: x1/pressure, so that
+    one cut, seen a feedback delay later, is enough (an overshoot costs a whole delay)."""
+    factor = settings.error_cut if worst.is_error_rate else settings.cut
+    pressure = worst.pressure if worst.pressure is not None else 1.0
+    return max(_DEEPEST_CUT, min(factor, 1 / pressure))
+
+
+def _after_overload(rate: float, worst: Reading, settings: ControlSettings) -> tuple[float, float]:
+    """The cut rate, and the ceiling to climb back to: just under the rate that hurt, scaled
+    down by how far over the limit it was (a slow start's overshoot says little)."""
+    pressure = worst.pressure if worst.pressure is not None else 1.0
+    cut = _clamp(rate * _cut_factor(worst, settings), settings)
+    ceiling = max(cut, rate * settings.ceiling_margin * min(1.0, 1 / pressure))
+    return cut, ceiling
+
+
+def _pause(
+    state: ControlState,
+    now: float,
+    reason: str,
+    pressure: float | None,
+    overload: Reading | None,
+    settings: ControlSettings,
+) -> Decision:
+    """Hold every call. On an overload (``overload``, the worst reading) also cut the rate
+    the run will resume at; missing data keeps it."""
+    rate, ceiling = state.rate, state.ceiling
+    if (
+        overload is not None
+        and not state.paused
+        and now - state.last_change >= settings.feedback_delay
+    ):
+        rate, ceiling = _after_overload(state.rate, overload, settings)
+    paused = replace(
+        state,
+        rate=rate,
+        ceiling=ceiling,
+        paused=True,
+        slow_start=False if overload is not None else state.slow_start,
+        healthy_since=None,
+        calm_ticks=0,
+        idle_ticks=0,
+    )
     action = Action.HOLD if state.paused else Action.PAUSE
     return Decision(state=paused, action=action, reason=f"paused: {reason}", pressure=pressure)
 
@@ -235,14 +282,13 @@ def _while_paused(
         waiting = replace(state, healthy_since=healthy_since)
         why = f"paused: healthy for {healthy_for:.0f} s of {settings.resume_after:.0f}"
         return Decision(state=waiting, action=Action.HOLD, reason=why, pressure=pressure)
-    # Resume below the rate that led to the pause, and never in slow start again.
-    rate = _clamp(state.rate * settings.cut, settings)
+    # The rate was cut when an overload began the pause, or is the one that ran fine before
+    # the data went missing: resume there, and never in slow start again.
     resumed = replace(
         state,
-        rate=rate,
         paused=False,
         slow_start=False,
-        ceiling=rate,
+        ceiling=state.ceiling if state.ceiling is not None else state.rate,
         last_change=now,
         healthy_since=None,
         calm_ticks=0,
@@ -262,13 +308,13 @@ def _cut(
             reason=f"{worst.name} over its limit; waiting for the last change to show",
             pressure=worst.pressure,
         )
-    factor = settings.error_cut if worst.is_error_rate else settings.cut
-    rate = _clamp(state.rate * factor, settings)
+    factor = _cut_factor(worst, settings)
+    rate, ceiling = _after_overload(state.rate, worst, settings)
     cut = replace(
         state,
         rate=rate,
         slow_start=False,
-        ceiling=state.rate * settings.ceiling_margin,
+        ceiling=ceiling,
         last_change=now,
         calm_ticks=0,
         idle_ticks=0,
@@ -298,20 +344,24 @@ def _maybe_raise(
             pressure=pressure,
         )
     ceiling = state.ceiling
+    idle_long = idle >= settings.raise_after and waited >= 2 * settings.feedback_delay
     if state.slow_start or ceiling is None:
-        rate, why = state.rate * 2, "slow start: x2"
+        # Double, or less when the pressure says doubling would overshoot the headroom.
+        # The square root: latency grows faster than linearly with load near capacity.
+        factor = (
+            min(2.0, max(1.1, math.sqrt(settings.headroom / pressure))) if pressure > 0 else 2.0
+        )
+        rate, why = state.rate * factor, f"slow start: x{factor:.2g}"
     elif state.rate < ceiling:
         # Halve the gap, in steps of at least 5 %: back near the ceiling in a few delays.
         step = max((ceiling - state.rate) / 2, 0.05 * ceiling)
         rate, why = min(ceiling, state.rate + step), "back toward the last good rate"
-    elif waited >= settings.probe_after * settings.feedback_delay:
+    elif idle_long or waited >= settings.probe_after * settings.feedback_delay:
+        # Capacity may have come back: look above the old ceiling, sooner when idle.
         rate, why = state.rate * (1 + settings.probe_step), "quiet at the ceiling: probing above"
         ceiling = rate
     else:
         rate, why = state.rate, "at the ceiling"
-    if ceiling is not None and idle >= settings.raise_after and state.rate * 2 > rate:
-        # Far from busy: the old limit no longer holds (capacity came back).
-        rate, why, ceiling = state.rate * 2, "the origin is idle: forgetting the old ceiling", None
     rate = _clamp(rate, settings)
     if rate <= state.rate:
         return Decision(
