@@ -131,6 +131,11 @@ class ControlState:
     #: Just under the rate that last hurt; ``None`` before the first cut or after a recovery.
     ceiling: float | None = None
     last_change: float = -math.inf
+    #: Cuts are spaced by the feedback delay on their own clock: a raise or a resume since
+    #: the last cut does not make new evidence of overload wait.
+    last_cut: float = -math.inf
+    #: The rate before the last cut, which a worse reading within the delay cuts from.
+    cut_from: float = 0.0
     calm_ticks: int = 0
     idle_ticks: int = 0
     unknown_since: float | None = None
@@ -217,17 +222,42 @@ def _cut_factor(worst: Reading, settings: ControlSettings) -> float:
     """x``cut`` (x``error_cut`` for errors), and deeper when far over: x1/pressure, so that
     one cut, seen a feedback delay later, is enough (an overshoot costs a whole delay)."""
     factor = settings.error_cut if worst.is_error_rate else settings.cut
-    pressure = worst.pressure if worst.pressure is not None else 1.0
+    pressure = worst.pressure if worst.pressure is not None and worst.pressure > 0 else 1.0
     return max(_DEEPEST_CUT, min(factor, 1 / pressure))
 
 
 def _after_overload(rate: float, worst: Reading, settings: ControlSettings) -> tuple[float, float]:
     """The cut rate, and the ceiling to climb back to: just under the rate that hurt, scaled
     down by how far over the limit it was (a slow start's overshoot says little)."""
-    pressure = worst.pressure if worst.pressure is not None else 1.0
+    pressure = worst.pressure if worst.pressure is not None and worst.pressure > 0 else 1.0
     cut = _clamp(rate * _cut_factor(worst, settings), settings)
     ceiling = max(cut, rate * settings.ceiling_margin * min(1.0, 1 / pressure))
     return cut, ceiling
+
+
+def _overload(
+    state: ControlState, now: float, worst: Reading, settings: ControlSettings
+) -> ControlState | None:
+    """Cut for an overload: once per feedback delay; within it, a worse reading deepens the
+    last cut (measured from the rate before it) instead of adding a second one.
+    ``None`` when this reading asks for nothing the last cut did not already do."""
+    if now - state.last_cut >= settings.feedback_delay:
+        rate, ceiling = _after_overload(state.rate, worst, settings)
+        return replace(
+            state,
+            rate=rate,
+            ceiling=ceiling,
+            cut_from=state.rate,
+            last_cut=now,
+            last_change=now,
+            slow_start=False,
+        )
+    rate, ceiling = _after_overload(state.cut_from, worst, settings)
+    if rate >= state.rate:
+        return None
+    return replace(
+        state, rate=rate, ceiling=min(ceiling, state.ceiling or ceiling), last_change=now
+    )
 
 
 def _pause(
@@ -240,17 +270,10 @@ def _pause(
 ) -> Decision:
     """Hold every call. On an overload (``overload``, the worst reading) also cut the rate
     the run will resume at; missing data keeps it."""
-    rate, ceiling = state.rate, state.ceiling
-    if (
-        overload is not None
-        and not state.paused
-        and now - state.last_change >= settings.feedback_delay
-    ):
-        rate, ceiling = _after_overload(state.rate, overload, settings)
+    if overload is not None and not state.paused:
+        state = _overload(state, now, overload, settings) or state
     paused = replace(
         state,
-        rate=rate,
-        ceiling=ceiling,
         paused=True,
         slow_start=False if overload is not None else state.slow_start,
         healthy_since=None,
@@ -300,29 +323,24 @@ def _cut(
     state: ControlState, now: float, worst: Reading | None, settings: ControlSettings
 ) -> Decision:
     assert worst is not None  # noqa: S101 - a pressure >= 1 came from a reading
-    if now - state.last_change < settings.feedback_delay:
+    deepening = now - state.last_cut < settings.feedback_delay
+    cut = _overload(state, now, worst, settings)
+    if cut is None:
         held = replace(state, calm_ticks=0, idle_ticks=0)
         return Decision(
             state=held,
             action=Action.HOLD,
-            reason=f"{worst.name} over its limit; waiting for the last change to show",
+            reason=f"{worst.name} over its limit; waiting for the last cut to show",
             pressure=worst.pressure,
         )
-    factor = _cut_factor(worst, settings)
-    rate, ceiling = _after_overload(state.rate, worst, settings)
-    cut = replace(
-        state,
-        rate=rate,
-        slow_start=False,
-        ceiling=ceiling,
-        last_change=now,
-        calm_ticks=0,
-        idle_ticks=0,
+    base = cut.cut_from
+    why = f"x{cut.rate / base:.2g} of {base:.0f}/s" + (
+        ", deepening the last cut" if deepening else ""
     )
     return Decision(
-        state=cut,
+        state=replace(cut, calm_ticks=0, idle_ticks=0),
         action=Action.CUT,
-        reason=f"{worst.name} at {worst.pressure:.2f} of its limit: x{factor:g}",
+        reason=f"{worst.name} at {worst.pressure:.2f} of its limit: {why}",
         pressure=worst.pressure,
     )
 
@@ -345,19 +363,20 @@ def _maybe_raise(
         )
     ceiling = state.ceiling
     idle_long = idle >= settings.raise_after and waited >= 2 * settings.feedback_delay
+    # Double, or less when the pressure says doubling would overshoot the headroom; the
+    # square root because latency grows faster than linearly with load near capacity.
+    growth = min(2.0, max(1.1, math.sqrt(settings.headroom / pressure))) if pressure > 0 else 2.0
     if state.slow_start or ceiling is None:
-        # Double, or less when the pressure says doubling would overshoot the headroom.
-        # The square root: latency grows faster than linearly with load near capacity.
-        factor = (
-            min(2.0, max(1.1, math.sqrt(settings.headroom / pressure))) if pressure > 0 else 2.0
-        )
-        rate, why = state.rate * factor, f"slow start: x{factor:.2g}"
+        rate, why = state.rate * growth, f"slow start: x{growth:.2g}"
     elif state.rate < ceiling:
         # Halve the gap, in steps of at least 5 %: back near the ceiling in a few delays.
         step = max((ceiling - state.rate) / 2, 0.05 * ceiling)
         rate, why = min(ceiling, state.rate + step), "back toward the last good rate"
-    elif idle_long or waited >= settings.probe_after * settings.feedback_delay:
-        # Capacity may have come back: look above the old ceiling, sooner when idle.
+    elif idle_long:
+        # Far from busy at the ceiling: capacity came back; grow as in slow start.
+        rate, why = state.rate * growth, f"idle at the ceiling: x{growth:.2g}"
+        ceiling = rate
+    elif waited >= settings.probe_after * settings.feedback_delay:
         rate, why = state.rate * (1 + settings.probe_step), "quiet at the ceiling: probing above"
         ceiling = rate
     else:
