@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum, StrEnum
@@ -23,8 +24,11 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from purger import __version__
+from purger.config import load_signals
+from purger.control import ControlSettings, Decision
 from purger.errors import PurgerError, UnavailableError, UsageError
 from purger.estimate import Estimate, Workload
+from purger.health import HealthReader, Sample, SignalSpec, parse_signal
 from purger.launch import (
     DryRunEnv,
     PaceOptions,
@@ -53,7 +57,7 @@ from purger.plan import (
 )
 from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
 from purger.providers.base import Provider
-from purger.report import render_dry_run, render_plan, render_skipped
+from purger.report import render_dry_run, render_plan, render_probe, render_skipped
 from purger.run import RunSettings, RunStatistics, RunStatus
 from purger.sources import (
     SAMPLE_NAME,
@@ -248,6 +252,27 @@ MaxWeightOpt = Annotated[
 ]
 
 
+SignalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--signal",
+        help="A health signal, e.g. 'name=p99,source=scrape,url=http://origin:8000/metrics,"
+        "limit=0.5,critical=2,kind=latency,query=origin_request_latency_p99_seconds' (repeat).",
+    ),
+]
+SignalsFileOpt = Annotated[
+    Path | None,
+    typer.Option("--signals", help="TOML file of [[signal]] tables.", metavar="FILE"),
+]
+
+
+def _signals(texts: Sequence[str] | None, path: Path | None) -> tuple[SignalSpec, ...]:
+    specs = [parse_signal(text) for text in texts or ()]
+    if path is not None:
+        specs += load_signals(path)
+    return tuple(specs)
+
+
 @app.command()
 def plan(
     source: Annotated[
@@ -418,6 +443,25 @@ def run(
             "--names", help="With a plan file: where its names are, if moved.", metavar="FILE"
         ),
     ] = None,
+    signal: SignalOpt = None,
+    signals_file: SignalsFileOpt = None,
+    feedback_delay: Annotated[
+        float,
+        typer.Option(
+            "--feedback-delay",
+            help="With signals: seconds from a purge to its effect on the metrics (refill + lag).",
+        ),
+    ] = 60.0,
+    tick: Annotated[
+        float, typer.Option("--tick", help="With signals: seconds between health readings.")
+    ] = 5.0,
+    min_rate: Annotated[
+        float, typer.Option("--min-rate", help="With signals: never slower than this.")
+    ] = 1.0,
+    initial_rate: Annotated[
+        float | None,
+        typer.Option("--initial-rate", help="With signals: start here (default: min(50, --rate))."),
+    ] = None,
     names_url: NamesUrlOpt = None,
     sample: SampleOpt = False,
     fmt: FormatOpt = SourceFormat.AUTO,
@@ -439,6 +483,18 @@ def run(
     with _exit_codes(err):
         templates = parse_templates(key_template or (), url_template or ())
         pace = PaceOptions(rate=rate, concurrency=concurrency)
+        health = _signals(signal, signals_file)
+        control = (
+            ControlSettings(
+                initial_rate=initial_rate if initial_rate is not None else min(50.0, rate),
+                min_rate=min_rate,
+                max_rate=rate,  # --rate stays the ceiling: health only ever slows below it
+                feedback_delay=feedback_delay,
+                tick=tick,
+            )
+            if health
+            else None
+        )
         options = ProviderOptions(
             name=provider or _missing("--provider"),
             api_base=api_base,
@@ -499,7 +555,17 @@ def run(
         if state is None:
             raise UsageError("--state FILE is required: it records progress so nothing is lost")
         code = _run_with_state(
-            state, resume, the_plan, name_set, templates, options, pace, run_settings, err
+            state,
+            resume,
+            the_plan,
+            name_set,
+            templates,
+            options,
+            pace,
+            run_settings,
+            err,
+            health,
+            control,
         )
     raise typer.Exit(code)
 
@@ -518,7 +584,19 @@ def _run_with_state(
     pace: PaceOptions,
     settings: RunSettings,
     err: Console,
+    health: Sequence[SignalSpec],
+    control: ControlSettings | None,
 ) -> int:
+    def on_decision(decision: Decision) -> None:
+        pressure = "unknown" if decision.pressure is None else f"{decision.pressure:.2f}"
+        err.print(
+            f"control: {decision.action} -> {decision.rate:,.0f} targets/s "
+            f"(pressure {pressure}): {decision.reason}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
     def on_resume(summary: StateSummary) -> None:
         err.print(
             f"resuming {path}: {summary.shards_done}/{summary.shards} shards done, "
@@ -548,6 +626,9 @@ def _run_with_state(
             clock=AnyioClock(),
             report=report,
             on_resume=on_resume,
+            signals=health,
+            control=control,
+            on_decision=on_decision,
         )
     )
     report(outcome.statistics)
@@ -590,6 +671,59 @@ def _print_dry_run(
         workload=workload,
         estimate=estimate,
     )
+
+
+@app.command()
+def probe(
+    signal: SignalOpt = None,
+    signals_file: SignalsFileOpt = None,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", help="Seconds between the two scrapes a rate needs."),
+    ] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the readings as JSON.")] = False,
+) -> None:
+    """Read every health signal once and show value, limit, pressure and age: the check
+    to run before a purge. Exit 0 when all are fresh and under their limit, 1 otherwise.
+
+    [b]Example:[/] purger probe --signals signals.toml
+    """
+    out = Console()
+    err = Console(stderr=True)
+    with _exit_codes(err):
+        specs = _signals(signal, signals_file)
+        if not specs:
+            raise UsageError("give at least one --signal or --signals FILE")
+        samples = anyio.run(_probe, specs, interval)
+        now = time.time()
+        if as_json:
+            typer.echo(json.dumps([_sample_json(s, now) for s in samples], indent=1))
+        else:
+            render_probe(samples, now, out)
+        healthy = all(s.pressure is not None and s.pressure < 1 for s in samples)
+    raise typer.Exit(ExitCode.OK if healthy else ExitCode.FAILED_TARGETS)
+
+
+async def _probe(specs: Sequence[SignalSpec], interval: float) -> Sequence[Sample]:
+    async with httpx.AsyncClient(headers={"User-Agent": f"purger/{__version__}"}) as client:
+        reader = HealthReader(specs, client)
+        samples = await reader.read()
+        if any(s.value is None and s.error and "no rate yet" in s.error for s in samples):
+            await anyio.sleep(interval)  # a rate or a quantile needs a second scrape
+            samples = await reader.read()
+        return samples
+
+
+def _sample_json(sample: Sample, now: float) -> dict[str, object]:
+    return {
+        "signal": sample.signal.name,
+        "value": sample.value,
+        "limit": sample.signal.limit,
+        "critical": sample.signal.critical,
+        "pressure": sample.pressure,
+        "age_s": sample.age(now),
+        "error": sample.error,
+    }
 
 
 def main() -> None:

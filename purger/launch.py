@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import signal
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +17,11 @@ import httpx
 
 from purger import __version__
 from purger.batching import caps_for, names_in, shard_batches
+from purger.control import ControlSettings, Decision
 from purger.errors import PurgerError, UsageError
 from purger.estimate import Estimate, Workload, estimate
+from purger.governor import Governor
+from purger.health import HealthReader, SignalSpec
 from purger.model import TargetKind
 from purger.names import NameSet, WeightSpec, WeightTransform
 from purger.pacing import AdaptiveLimit, Clock, Pacer, TokenBucket
@@ -189,6 +193,9 @@ async def execute_run(
     clock: Clock,
     report: Callable[[RunStatistics], None],
     on_resume: Callable[[StateSummary], None],
+    signals: Sequence[SignalSpec] = (),
+    control: ControlSettings | None = None,
+    on_decision: Callable[[Decision], None] = lambda decision: None,
 ) -> tuple[RunOutcome, StateSummary]:
     """Build the providers, open the state (recording the run, or checking on ``resume`` that
     it is the one recorded), and run the plan until done or stopped.
@@ -207,6 +214,7 @@ async def execute_run(
         )
         for _ in range(math.ceil(pace.concurrency / _CONNECTIONS_PER_CLIENT))
     ]
+    health_client = httpx.AsyncClient(headers={"User-Agent": f"purger/{__version__}"})
     try:
         providers = [create_provider(options, client, env) for client in clients]
         with StateStore.open(state_path) as store:
@@ -216,28 +224,44 @@ async def execute_run(
                 on_resume(store.summary())
             else:
                 store.start_run(record)
+            pacer = _pacer(pace, providers[0], clock)
             run = Run(
                 plan=plan,
                 name_set=name_set,
                 templates=templates,
                 providers=providers,
-                pacer=_pacer(pace, providers[0], clock),
+                pacer=pacer,
                 store=store,
                 settings=settings,
                 clock=clock,
             )
-            outcome = await _execute_with_signals(run, report)
+            governor = None
+            if signals and control is not None:
+                governor = Governor(
+                    health=HealthReader(signals, health_client),
+                    pacer=pacer,
+                    settings=control,
+                    clock=clock,
+                    wall_clock=time.time,
+                    targets_sent=lambda: run.statistics().targets,
+                    on_decision=on_decision,
+                )
+            outcome = await _execute_with_signals(run, report, governor)
             return outcome, store.summary()
     finally:
-        for client in clients:
+        for client in [*clients, health_client]:
             await client.aclose()
 
 
-async def _execute_with_signals(run: Run, report: Callable[[RunStatistics], None]) -> RunOutcome:
+async def _execute_with_signals(
+    run: Run, report: Callable[[RunStatistics], None], governor: Governor | None
+) -> RunOutcome:
     stop = anyio.Event()
     async with anyio.create_task_group() as helpers:
         helpers.start_soon(_stop_on_signals, run, stop)
         helpers.start_soon(_report_progress, run, report)
+        if governor is not None:
+            helpers.start_soon(governor.run)
         try:
             # Errors are returned, not raised, out of the task group: no ExceptionGroup.
             result: RunOutcome | PurgerError = await run.execute(stop)

@@ -8,10 +8,18 @@ from rich.console import Console
 from rich.table import Table
 
 from purger.estimate import Estimate, Workload
+from purger.health import Direction, Sample
 from purger.names import NameSet
 from purger.plan import Comparison, Plan
 
-__all__ = ["format_duration", "format_weight", "render_dry_run", "render_plan", "render_skipped"]
+__all__ = [
+    "format_duration",
+    "format_weight",
+    "render_dry_run",
+    "render_plan",
+    "render_probe",
+    "render_skipped",
+]
 
 _SHOWN_SKIPPED = 3
 
@@ -170,3 +178,37 @@ def format_duration(seconds: float) -> str:
         minutes, rest = divmod(round(seconds), 60)
         return f"{minutes} min {rest:02d} s"
     return f"{seconds:.1f} s"
+
+
+def render_probe(samples: Sequence[Sample], now: float, console: Console) -> None:
+    """One row per signal: value, limit, pressure, age, and why a reading is unknown."""
+    table = Table(title="health", title_justify="left")
+    for column in ("signal", "value", "limit", "critical", "pressure", "age", "status"):
+        table.add_column(column, justify="left" if column in ("signal", "status") else "right")
+    for sample in samples:
+        signal, pressure, age = sample.signal, sample.pressure, sample.age(now)
+        if pressure is None:
+            status = f"[red]unknown[/]: {sample.error}"
+        elif signal.critical is not None and (
+            sample.value is not None
+            and (
+                sample.value >= signal.critical
+                if signal.direction is Direction.LOWER
+                else sample.value <= signal.critical
+            )
+        ):
+            status = "[red]critical[/]"
+        elif pressure >= 1:
+            status = "[yellow]over limit[/]"
+        else:
+            status = "[green]ok[/]"
+        table.add_row(
+            signal.name,
+            "-" if sample.value is None else f"{sample.value:.4g}",
+            f"{signal.limit:g}",
+            "-" if signal.critical is None else f"{signal.critical:g}",
+            "-" if pressure is None else f"{pressure:.2f}",
+            "-" if age is None else f"{age:.0f} s",
+            status,
+        )
+    console.print(table)
