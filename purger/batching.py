@@ -16,12 +16,15 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from purger.errors import UsageError
 from purger.model import Batch, TargetKind
 from purger.plan import Shard
-from purger.providers.base import Provider
 from purger.targets import Template, targets_of
+
+if TYPE_CHECKING:  # only for annotations: the pure core imports no I/O package
+    from purger.providers.base import Provider
 
 __all__ = [
     "BatchCaps",

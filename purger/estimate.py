@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from purger.model import TargetKind
-from purger.providers.base import RateBucket
+
+if TYPE_CHECKING:  # only for annotations: the pure core imports no I/O package
+    from purger.providers.base import RateBucket
 
 __all__ = ["Estimate", "Workload", "estimate"]
 

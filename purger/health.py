@@ -9,13 +9,11 @@ a second query, ``timestamp(QUERY)``, dates the samples and a dead exporter show
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
 import re
 import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -26,6 +24,7 @@ import anyio
 import httpx
 
 from purger.errors import UsageError
+from purger.exposition import VALUE, Exposition, evaluate, parse_exposition, parse_expression
 
 __all__ = [
     "Direction",
@@ -111,7 +110,7 @@ class SignalSpec:
             raise UsageError(f"{where}: query must not be empty")
         try:
             if self.source is SourceKind.SCRAPE:
-                _parse_expression(self.query)
+                parse_expression(self.query)
             elif self.source is SourceKind.JSON:
                 _parse_path(self.query)
         except ValueError as exc:
@@ -242,266 +241,6 @@ def _redact(url: str) -> str:
         return "<invalid URL>"
 
 
-# --- the Prometheus text format (0.0.4) and the scrape expressions ---------------------
-
-_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_MATCHER: Final = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*")
-_ESCAPES: Final = {"\\": "\\", '"': '"', "'": "'", "n": "\n"}
-_VALUE: Final = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|nan)", re.I)
-_FUNCTION: Final = re.compile(r"\s*(rate|histogram_quantile|ratio)\s*\((.*)\)\s*", re.S)
-
-
-@dataclass(frozen=True, slots=True)
-class _Exposition:
-    series: dict[str, dict[_Labels, float]]
-    typed: frozenset[str]  # names from TYPE lines: a family may exist with no series yet
-
-    def has(self, name: str) -> bool:
-        return name in self.series or name in self.typed
-
-
-@dataclass(frozen=True, slots=True)
-class _Selector:
-    text: str
-    metric: str
-    matchers: tuple[tuple[str, str, str], ...]
-
-    def select(self, exposition: _Exposition) -> dict[_Labels, float]:
-        family = exposition.series.get(self.metric, {})
-        return {labels: v for labels, v in family.items() if self._matches(dict(labels))}
-
-    def _matches(self, labels: dict[str, str]) -> bool:
-        for name, op, wanted in self.matchers:
-            actual = labels.get(name, "")  # PromQL: a missing label is the empty string
-            hit = actual == wanted if op in ("=", "!=") else bool(re.fullmatch(wanted, actual))
-            if hit != (op in ("=", "=~")):
-                return False
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class _Rate:
-    selector: _Selector
-
-
-@dataclass(frozen=True, slots=True)
-class _Quantile:
-    q: float
-    buckets: _Selector
-
-
-@dataclass(frozen=True, slots=True)
-class _Ratio:
-    numerator: _Selector | _Rate
-    denominator: _Selector | _Rate
-
-
-_Expr = _Selector | _Rate | _Quantile | _Ratio
-
-
-def _parse_labels(
-    text: str, pos: int, ops: tuple[str, ...], quotes: str
-) -> tuple[list[tuple[str, str, str]], int]:
-    """``{name="value",...}`` from ``text[pos] == "{"``: (name, op, value) items, end."""
-    pairs: list[tuple[str, str, str]] = []
-    pos += 1
-    while True:
-        pos = len(text) - len(text[pos:].lstrip())
-        if text.startswith("}", pos):
-            return pairs, pos + 1
-        found = _MATCHER.match(text, pos)
-        if found is None or found.group(2) not in ops:
-            raise ValueError(f'expected label{ops[0]}"value" at column {pos + 1}')
-        quote, pos = text[found.end() : found.end() + 1], found.end() + 1
-        if not quote or quote not in quotes:
-            raise ValueError(f"expected a quoted label value at column {pos}")
-        value: list[str] = []
-        while not text.startswith(quote, pos):
-            if pos >= len(text):
-                raise ValueError("unterminated label value")
-            if text[pos] == "\\":
-                escaped = _ESCAPES.get(text[pos + 1 : pos + 2])
-                if escaped is None:
-                    raise ValueError(f"bad escape in a label value at column {pos + 1}")
-                value.append(escaped)
-                pos += 2
-            else:
-                value.append(text[pos])
-                pos += 1
-        pairs.append((found.group(1), found.group(2), "".join(value)))
-        pos = len(text) - len(text[pos + 1 :].lstrip())
-        if text.startswith(",", pos):
-            pos += 1
-        elif not text.startswith("}", pos):
-            raise ValueError(f"expected ',' or '}}' at column {pos + 1}")
-
-
-def _parse_exposition(text: str) -> _Exposition:
-    series: dict[str, dict[_Labels, float]] = {}
-    typed: set[str] = set()
-    for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip()
-        if line.startswith("#"):
-            words = line.split()
-            if len(words) >= 3 and words[1] == "TYPE":
-                typed.add(words[2])
-            continue
-        if not line:
-            continue
-        try:
-            name, labels, value = _parse_sample(line)
-            family = series.setdefault(name, {})
-            if labels in family:
-                raise ValueError(f"duplicate series {name}")
-        except ValueError as exc:
-            raise ValueError(f"bad exposition line {number}: {exc}") from None
-        family[labels] = value
-    return _Exposition(series, frozenset(typed))
-
-
-def _parse_sample(line: str) -> tuple[str, _Labels, float]:
-    labels: _Labels
-    found = _NAME.match(line)
-    if found is None:
-        raise ValueError("expected a metric name")
-    pos, labels = found.end(), ()
-    if line.startswith("{", pos):
-        pairs, pos = _parse_labels(line, pos, ("=",), '"')
-        if len({pair[0] for pair in pairs}) != len(pairs):
-            raise ValueError("a label is repeated")
-        labels = tuple(sorted((pair[0], pair[2]) for pair in pairs))
-    words = line[pos:].split()
-    if not line[pos : pos + 1].isspace() or len(words) not in (1, 2):
-        raise ValueError("expected NAME{LABELS} VALUE [TIMESTAMP]")
-    if not _VALUE.fullmatch(words[0]) or not re.fullmatch(r"-?\d+", [*words, "0"][1]):
-        raise ValueError(f"bad value or timestamp {' '.join(words)!r}")
-    return found.group(), labels, float(words[0])
-
-
-@cache
-def _parse_expression(text: str) -> _Expr:
-    call = _FUNCTION.fullmatch(text)
-    if call is None:
-        return _parse_selector(text)
-    function, args = call.group(1), _split_args(call.group(2))
-    if function == "rate":
-        if len(args) != 1:
-            raise ValueError("rate() takes one selector")
-        return _Rate(_parse_selector(args[0]))
-    if function == "ratio":
-        parts = [_parse_expression(arg) for arg in args]
-        match parts:
-            case [_Selector() | _Rate() as numerator, _Selector() | _Rate() as denominator]:
-                return _Ratio(numerator, denominator)
-        raise ValueError("ratio() takes two selectors or rate()s: ratio(errors, total)")
-    if len(args) != 2 or not _VALUE.fullmatch(args[0]) or not 0 < float(args[0]) <= 1:
-        raise ValueError("histogram_quantile() takes a quantile in (0, 1] and a histogram")
-    buckets = _parse_selector(args[1])
-    if not buckets.metric.endswith("_bucket"):
-        buckets = replace(buckets, metric=buckets.metric + "_bucket")
-    return _Quantile(float(args[0]), buckets)
-
-
-def _parse_selector(text: str) -> _Selector:
-    text = text.strip()
-    found = _NAME.match(text)
-    if found is None:
-        raise ValueError(f"expected a metric selector, got {text!r}")
-    pos = len(text) - len(text[found.end() :].lstrip())
-    matchers: list[tuple[str, str, str]] = []
-    if text.startswith("{", pos):
-        matchers, pos = _parse_labels(text, pos, ("=", "!=", "=~", "!~"), "\"'")
-    if text.startswith("[", pos):
-        raise ValueError("drop the range [...]: a scrape rate covers the time between two reads")
-    if text[pos:].strip():
-        raise ValueError(f"unexpected {text[pos:]!r} after the selector")
-    for _, op, pattern in matchers:
-        if "~" in op:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
-    return _Selector(text, found.group(), tuple(matchers))
-
-
-def _split_args(text: str) -> list[str]:
-    """Split at top-level commas, outside brackets and quotes."""
-    args, depth, start, quote, skip = [], 0, 0, "", False
-    for i, char in enumerate(text):
-        if skip:
-            skip = False
-        elif quote:
-            skip, quote = char == "\\", "" if char == quote else quote
-        elif char in "\"'":
-            quote = char
-        elif char in "({[" or char in ")}]":
-            depth += 1 if char in "({[" else -1
-        elif char == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-    return [*args, text[start:].strip()]
-
-
-def _evaluate(
-    expr: _Expr, now: _Exposition, before: _Exposition | None, seconds: float, no_rate: str
-) -> float | str:
-    """The value of ``expr``, or why there is none. Rates use the previous scrape."""
-    if isinstance(expr, _Selector):
-        values = expr.select(now)
-        return sum(values.values()) if values else f"no series matches {expr.text}"
-    if isinstance(expr, _Ratio):
-        numerator = _evaluate(expr.numerator, now, before, seconds, no_rate)
-        denominator = _evaluate(expr.denominator, now, before, seconds, no_rate)
-        if isinstance(numerator, str) or isinstance(denominator, str):
-            return numerator if isinstance(numerator, str) else str(denominator)
-        return numerator / denominator if denominator else "ratio: the denominator is 0"
-    if before is None:
-        return no_rate
-    if seconds <= 0:
-        return "no time passed since the previous scrape"
-    if isinstance(expr, _Rate):
-        if not now.has(expr.selector.metric):
-            return f"no metric {expr.selector.metric} in the exposition"
-        # A counter with no series for these labels has counted nothing yet: rate 0.
-        return sum(_increases(expr.selector, now, before).values()) / seconds
-    return _quantile(expr, _increases(expr.buckets, now, before))
-
-
-def _increases(selector: _Selector, now: _Exposition, before: _Exposition) -> dict[_Labels, float]:
-    """Per-series counter increases; a new series, or a reset, counts from 0."""
-    old = selector.select(before)
-    return {
-        labels: value - old.get(labels, 0.0) if value >= old.get(labels, 0.0) else value
-        for labels, value in selector.select(now).items()
-    }
-
-
-def _quantile(expr: _Quantile, increases: dict[_Labels, float]) -> float | str:
-    """Prometheus's ``bucketQuantile`` over bucket increases summed across other labels."""
-    counts: dict[float, float] = {}
-    for labels, increase in increases.items():
-        le = dict(labels).get("le", "")
-        if not _VALUE.fullmatch(le) or math.isnan(float(le)):
-            return f"{expr.buckets.metric} has a series without a valid le label"
-        counts[float(le)] = counts.get(float(le), 0.0) + increase
-    bounds = sorted(counts)
-    if len(bounds) < 2 or bounds[-1] != math.inf:
-        return f'no histogram with an le="+Inf" bucket matches {expr.buckets.text}'
-    if any(math.isnan(count) for count in counts.values()):
-        return "a bucket count is NaN"
-    cumulative = list(itertools.accumulate((counts[b] for b in bounds), max))
-    if not cumulative[-1] > 0:
-        return "no observations in the interval"
-    rank = expr.q * cumulative[-1]
-    b = bisect_left(cumulative, rank, hi=len(bounds) - 1)
-    if b == len(bounds) - 1:
-        return bounds[-2]  # in the +Inf bucket: the highest finite bound, as Prometheus does
-    if b == 0 and bounds[0] <= 0:
-        return bounds[0]
-    start, below = (bounds[b - 1], cumulative[b - 1]) if b else (0.0, 0.0)
-    return start + (bounds[b] - start) * (rank - below) / (cumulative[b] - below)
-
-
 # --- JSON documents --------------------------------------------------------------------
 
 
@@ -564,7 +303,7 @@ def _prometheus_result(body: object) -> tuple[str, _Points] | str:
         if not (isinstance(point, list) and len(point) == 2 and isinstance(point[1], str)):
             return "malformed sample in the answer"
         at, value = point
-        if isinstance(at, bool) or not isinstance(at, int | float) or not _VALUE.fullmatch(value):
+        if isinstance(at, bool) or not isinstance(at, int | float) or not VALUE.fullmatch(value):
             return "malformed sample in the answer"
         points.append((float(at), float(value)))
     return (kind, points) if points else "query returned no series"
@@ -590,7 +329,7 @@ def _checked(value: float, direction: Direction) -> float | str:
 
 @dataclass(frozen=True, slots=True)
 class _Scraped:
-    exposition: _Exposition
+    exposition: Exposition
     at: float
 
 
@@ -676,7 +415,7 @@ class HealthReader:
             at = None if isinstance(answer, str) else answer[1]
         elif spec.source is SourceKind.SCRAPE:
             scraped = scrapes[spec.url]
-            value = scraped if isinstance(scraped, str) else self._evaluate(spec, scraped)
+            value = scraped if isinstance(scraped, str) else self.evaluate(spec, scraped)
             at = None if isinstance(scraped, str) else scraped.at
         else:
             document = documents[spec.url]
@@ -690,11 +429,11 @@ class HealthReader:
             return Sample(signal=spec, value=None, observed_at=None, error=value)
         return Sample(signal=spec, value=value, observed_at=at)
 
-    def _evaluate(self, spec: SignalSpec, scraped: _Scraped) -> float | str:
+    def evaluate(self, spec: SignalSpec, scraped: _Scraped) -> float | str:
         before = self._previous.get(spec.url)
         failed = spec.url in self._failed
-        return _evaluate(
-            _parse_expression(spec.query),
+        return evaluate(
+            parse_expression(spec.query),
             scraped.exposition,
             before.exposition if before else None,
             scraped.at - before.at if before else 0.0,
@@ -749,7 +488,7 @@ class HealthReader:
             return response if isinstance(response, str) else f"HTTP {response.status_code}"
         at = self._clock()
         try:
-            return _Scraped(_parse_exposition(response.text), at)
+            return _Scraped(parse_exposition(response.text), at)
         except ValueError as exc:
             return str(exc)
 
