@@ -554,6 +554,8 @@ def run(
             return
         if state is None:
             raise UsageError("--state FILE is required: it records progress so nothing is lost")
+        if resume and not state.exists():
+            raise UsageError(f"no state at {state} to resume (without --resume a new run starts)")
         code = _run_with_state(
             state,
             resume,

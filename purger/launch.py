@@ -219,10 +219,12 @@ async def execute_run(
         providers = [create_provider(options, client, env) for client in clients]
         with StateStore.open(state_path) as store:
             record = run_record(plan, options, templates)
-            if resume:
+            if resume and store.load_run() is not None:
                 store.check_resume(record)
                 on_resume(store.summary())
             else:
+                # A --resume of a state that holds no run: the run before was stopped before
+                # it recorded anything (killed while reading names), so nothing was sent.
                 store.start_run(record)
             pacer = _pacer(pace, providers[0], clock)
             run = Run(

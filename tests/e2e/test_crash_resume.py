@@ -106,7 +106,8 @@ def test_sigkill_and_resume_loses_nothing(tmp_path, cache):
     rnd = random.Random(20220610)
     kills = 0
     for attempt in range(KILLS + 1):
-        command = purger_run(names, state, cache, resume=attempt > 0)
+        # Killed before it created its state, a run has nothing to resume: start it again.
+        command = purger_run(names, state, cache, resume=state.exists())
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if attempt < KILLS:
             time.sleep(rnd.uniform(0.6, 1.4))
