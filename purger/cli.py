@@ -27,14 +27,17 @@ from purger import __version__
 from purger.config import load_signals
 from purger.control import ControlSettings, Decision
 from purger.errors import PurgerError, UnavailableError, UsageError
-from purger.estimate import Estimate, Workload
+from purger.estimate import OriginModel
 from purger.health import HealthReader, Sample, SignalSpec, parse_signal
 from purger.launch import (
     DryRunEnv,
+    Forecast,
     PaceOptions,
     check_names_match,
-    dry_run,
     execute_run,
+    forecast,
+    forecast_to_json,
+    simulation_to_json,
     weight_spec_of,
 )
 from purger.names import (
@@ -56,9 +59,16 @@ from purger.plan import (
     write_plan,
 )
 from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
-from purger.providers.base import Provider
-from purger.report import render_dry_run, render_plan, render_probe, render_skipped
+from purger.report import (
+    render_forecast,
+    render_plan,
+    render_probe,
+    render_simulation,
+    render_skipped,
+)
 from purger.run import RunSettings, RunStatistics, RunStatus
+from purger.sim import SimConfig
+from purger.simulate import origin_signals, simulate_purge
 from purger.sources import (
     SAMPLE_NAME,
     NamesSource,
@@ -511,46 +521,37 @@ def run(
             endpoints=tuple(endpoint or ()),
             key_header=key_header,
         )
-        if plan_or_names is not None and _is_plan_file(plan_or_names):
-            the_plan = read_plan(Path(plan_or_names))
-            source = names or the_plan.source
-            if names_url is None and not sample and source in (None, "<stdin>"):
-                raise UsageError("this plan's names came from stdin: give them with --names FILE")
-            on_sample = sample or (names_url is None and source == SAMPLE_NAME)
-            name_set, where = _load_names(
-                source=None if on_sample or names_url else source,
-                names_url=names_url,
-                sample=on_sample,
-                fmt=fmt,
-                name_column=name_column,
-                weight=weight_spec_of(the_plan.weight),
-                normalization=Normalization(the_plan.normalization),
-                strict=strict,
-                err=err,
-            )
-            check_names_match(the_plan, name_set, where)
-        else:
-            name_set, where = _load_names(
-                source=plan_or_names,
-                names_url=names_url,
-                sample=sample,
-                fmt=fmt,
-                name_column=name_column,
-                weight=WeightSpec(column=weight_column, transform=weight_transform),
-                normalization=normalize,
-                strict=strict,
-                err=err,
-            )
-            render_skipped(name_set, err)
-            settings = PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight)
-            the_plan = make_plan(name_set, settings, source=where)
+        the_plan, name_set = _plan_and_names(
+            plan_or_names,
+            names=names,
+            names_url=names_url,
+            sample=sample,
+            fmt=fmt,
+            name_column=name_column,
+            weight=WeightSpec(column=weight_column, transform=weight_transform),
+            normalization=normalize,
+            strict=strict,
+            settings=PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight),
+            err=err,
+        )
         run_settings = RunSettings(
             workers=workers or the_plan.settings.workers,
             max_duration=max_duration,
             drain_timeout=drain_timeout,
         )
         if dry_run:
-            _print_dry_run(the_plan, name_set, templates, options, pace, out)
+            _show_forecast(
+                the_plan,
+                name_set,
+                templates,
+                options,
+                pace,
+                workers=run_settings.workers,
+                api_latency=None,
+                origin=None,
+                as_json=False,
+                out=out,
+            )
             return
         if state is None:
             raise UsageError("--state FILE is required: it records progress so nothing is lost")
@@ -648,31 +649,251 @@ def _run_with_state(
     return ExitCode.OK
 
 
-def _print_dry_run(
+def _plan_and_names(
+    plan_or_names: str | None,
+    *,
+    names: str | None,
+    names_url: str | None,
+    sample: bool,
+    fmt: SourceFormat,
+    name_column: str,
+    weight: WeightSpec,
+    normalization: Normalization,
+    strict: bool,
+    settings: PlanSettings,
+    err: Console,
+) -> tuple[Plan, NameSet]:
+    """A plan file and its names (checked to be the ones it was made from), or a names
+    source planned on the fly with ``settings``."""
+    if plan_or_names is not None and _is_plan_file(plan_or_names):
+        the_plan = read_plan(Path(plan_or_names))
+        source = names or the_plan.source
+        if names_url is None and not sample and source in (None, "<stdin>"):
+            raise UsageError("this plan's names came from stdin: give them with --names FILE")
+        on_sample = sample or (names_url is None and source == SAMPLE_NAME)
+        name_set, where = _load_names(
+            source=None if on_sample or names_url else source,
+            names_url=names_url,
+            sample=on_sample,
+            fmt=fmt,
+            name_column=name_column,
+            weight=weight_spec_of(the_plan.weight),
+            normalization=Normalization(the_plan.normalization),
+            strict=strict,
+            err=err,
+        )
+        check_names_match(the_plan, name_set, where)
+        return the_plan, name_set
+    name_set, where = _load_names(
+        source=plan_or_names,
+        names_url=names_url,
+        sample=sample,
+        fmt=fmt,
+        name_column=name_column,
+        weight=weight,
+        normalization=normalization,
+        strict=strict,
+        err=err,
+    )
+    render_skipped(name_set, err)
+    return make_plan(name_set, settings, source=where), name_set
+
+
+def _show_forecast(
     the_plan: Plan,
     name_set: NameSet,
     templates: Sequence[Template],
     options: ProviderOptions,
     pace: PaceOptions,
+    *,
+    workers: int,
+    api_latency: float | None,
+    origin: OriginModel | None,
+    as_json: bool,
     out: Console,
 ) -> None:
-    async def build() -> tuple[Workload, Estimate, Provider]:
+    """What a run would send and how long it would take; nothing is sent."""
+
+    async def build() -> tuple[Forecast, bool]:
         async with httpx.AsyncClient() as client:  # never used: nothing is sent
             real = create_provider(options, client, DryRunEnv(os.environ))
-            workload, estimate = dry_run(the_plan, name_set, templates, real, pace)
-            return workload, estimate, real
+            result = forecast(
+                the_plan,
+                name_set,
+                templates,
+                real,
+                pace,
+                workers=workers,
+                api_latency=api_latency,
+                origin=origin,
+            )
+            return result, real.limits.soft_purge
 
-    workload, estimate, real = anyio.run(build)
-    render_dry_run(
+    result, soft = anyio.run(build)
+    if as_json:
+        typer.echo(json.dumps(forecast_to_json(result), indent=1))
+        return
+    render_forecast(
         out,
         provider=options.name,
-        soft=real.limits.soft_purge,
+        soft=soft,
         templates=[t.text for t in templates],
         shards=len(the_plan.shards),
         names=the_plan.total_count,
-        workload=workload,
-        estimate=estimate,
+        forecast=result,
     )
+
+
+@app.command()
+def estimate(
+    plan_or_names: Annotated[
+        str | None,
+        typer.Argument(
+            help="A plan file from 'purger plan --out', or a names source planned on the fly.",
+            show_default=False,
+        ),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help=f"CDN API: {', '.join(PROVIDER_NAMES)}.")
+    ] = "null",
+    key_template: Annotated[
+        list[str] | None, typer.Option("--key-template", help="Surrogate key per name.")
+    ] = None,
+    url_template: Annotated[
+        list[str] | None, typer.Option("--url-template", help="URL per name.")
+    ] = None,
+    rate: Annotated[float, typer.Option("--rate", help="Targets per second at most.")] = 500.0,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="API calls in flight at most.", min=1)
+    ] = 8,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Shards at once (default: the plan's).", min=1)
+    ] = None,
+    api_latency: Annotated[
+        float | None,
+        typer.Option("--api-latency", help="Seconds per API call (default: the provider's)."),
+    ] = None,
+    origin_capacity: Annotated[
+        float | None,
+        typer.Option("--origin-capacity", help="Spare origin fetches/s the refill may use."),
+    ] = None,
+    hard: Annotated[
+        bool, typer.Option("--hard", help="Hard purge: every purged object is fetched again.")
+    ] = False,
+    soft_cost: Annotated[
+        float,
+        typer.Option(
+            "--soft-cost", help="Origin cost of a soft-purged object, as a share of a fetch."
+        ),
+    ] = 0.2,
+    files_cap: Annotated[int, typer.Option("--files-cap", help="Cloudflare URLs per call.")] = 30,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate",
+            help="Run the real engine and controller against a simulated CDN and origin "
+            "in virtual time instead of the closed form.",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="With --simulate: the random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+    names: Annotated[
+        str | None,
+        typer.Option("--names", help="With a plan file: where its names are.", metavar="FILE"),
+    ] = None,
+    names_url: NamesUrlOpt = None,
+    sample: SampleOpt = False,
+    fmt: FormatOpt = SourceFormat.AUTO,
+    name_column: NameColumnOpt = "name",
+    weight_column: WeightColumnOpt = None,
+    weight_transform: WeightTransformOpt = WeightTransform.NONE,
+    normalize: NormalizeOpt = Normalization.PEP503,
+    strict: StrictOpt = False,
+    shards: ShardsOpt = None,
+    max_weight: MaxWeightOpt = None,
+) -> None:
+    """How long a purge will take, what bounds it, and how much it adds to the origin,
+    beside PyPI's 2022 method (one shard per first character, one key per call).
+
+    [b]Example:[/] purger estimate pypi-projects.tsv.gz --provider fastly
+    --key-template 'project/{name}' --workers 36 --origin-capacity 400
+    """
+    out = Console()
+    err = Console(stderr=True)
+    with _exit_codes(err):
+        templates = parse_templates(key_template or ["project/{name}"], url_template or ())
+        pace = PaceOptions(rate=rate, concurrency=concurrency)
+        fetches = 1.0 if hard else soft_cost
+        origin = OriginModel(capacity=origin_capacity, fetches_per_target=fetches)
+        options = ProviderOptions(
+            name=provider,
+            hard=hard,
+            files_cap=files_cap,
+            # Placeholders: an estimate needs each provider's limits, not its account.
+            service_id="estimate",
+            zone_id="estimate",
+            endpoints=("http://estimate.invalid",),
+        )
+        the_plan, name_set = _plan_and_names(
+            plan_or_names,
+            names=names,
+            names_url=names_url,
+            sample=sample,
+            fmt=fmt,
+            name_column=name_column,
+            weight=WeightSpec(column=weight_column, transform=weight_transform),
+            normalization=normalize,
+            strict=strict,
+            settings=PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight),
+            err=err,
+        )
+        if simulate:
+            _show_simulation(the_plan, name_set, pace, origin_capacity, hard, seed, as_json, out)
+            return
+        _show_forecast(
+            the_plan,
+            name_set,
+            templates,
+            options,
+            pace,
+            workers=workers or the_plan.settings.workers,
+            api_latency=api_latency,
+            origin=origin,
+            as_json=as_json,
+            out=out,
+        )
+
+
+def _show_simulation(
+    the_plan: Plan,
+    name_set: NameSet,
+    pace: PaceOptions,
+    origin_capacity: float | None,
+    hard: bool,
+    seed: int,
+    as_json: bool,
+    out: Console,
+) -> None:
+    """The purge run for real against the simulated CDN and origin, in virtual time."""
+    config = SimConfig(seed=seed, capacity=origin_capacity or SimConfig().capacity)
+    control = ControlSettings(
+        initial_rate=min(50.0, pace.rate), max_rate=pace.rate, feedback_delay=45
+    )
+    result = simulate_purge(
+        plan=the_plan,
+        name_set=name_set,
+        config=config,
+        control=control,
+        signals=origin_signals(config, p99_limit=0.5, p99_critical=2.0),
+        rate=pace.rate,
+        concurrency=pace.concurrency,
+        hard=hard,
+    )
+    document = simulation_to_json(result, config)
+    if as_json:
+        typer.echo(json.dumps(document, indent=1))
+    else:
+        render_simulation(out, document)
 
 
 @app.command()

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from purger.estimate import Estimate, Workload
+from purger.estimate import Estimate
 from purger.health import Direction, Sample
+from purger.launch import Forecast
 from purger.names import NameSet
 from purger.plan import Comparison, Plan
 
 __all__ = [
     "format_duration",
     "format_weight",
-    "render_dry_run",
+    "render_forecast",
     "render_plan",
     "render_probe",
+    "render_simulation",
     "render_skipped",
 ]
 
@@ -135,7 +138,7 @@ def _prefix_lines(prefix_shards: Sequence[tuple[str, int]]) -> list[str]:
     return lines
 
 
-def render_dry_run(
+def render_forecast(
     console: Console,
     *,
     provider: str,
@@ -143,30 +146,98 @@ def render_dry_run(
     templates: Sequence[str],
     shards: int,
     names: int,
-    workload: Workload,
-    estimate: Estimate,
+    forecast: Forecast,
 ) -> None:
-    """What a run would send, and how long it would take: nothing was sent."""
-    console.print(
-        f"dry run: nothing sent. provider {provider}, {'soft' if soft else 'hard'} purge, "
-        f"{names:,} names in {shards} shards, templates {', '.join(templates)}",
-        highlight=False,
-        soft_wrap=True,
+    """What a run would send, how long it would take and why, a chart of the shards per
+    worker, and PyPI's 2022 method beside it. Nothing was sent."""
+    est, workload = forecast.estimate, forecast.workload
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    say(
+        f"estimate (nothing sent): provider {provider}, {'soft' if soft else 'hard'} purge, "
+        f"{names:,} names in {shards} shards, templates {', '.join(templates)}"
     )
     for kind in sorted(workload.targets):
-        console.print(
-            f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls",
-            highlight=False,
-            soft_wrap=True,
+        say(f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls")
+    duration = format_duration(est.duration_s)
+    say(f"duration {duration} with {est.workers} workers, bound by {est.bottleneck}")
+    for bound, seconds in sorted(est.bounds.items(), key=lambda item: -item[1]):
+        say(f"  {format_duration(seconds):>10}  {bound}")
+    if est.origin_peak_extra_rps:
+        say(f"extra origin load: up to {est.origin_peak_extra_rps:,.0f} fetches/s while purging")
+    _render_gantt(console, est)
+    first = forecast.first_letter
+    if forecast.first_letter_ideal_s > 0:
+        ratio = first.duration_s / forecast.first_letter_ideal_s
+        say(
+            f"as PyPI did in 2022 (one shard per first character, one target per call, "
+            f"{est.workers} workers one call at a time): {format_duration(first.duration_s)}, "
+            f"{ratio:.1f} x that method's ideal of "
+            f"{format_duration(forecast.first_letter_ideal_s)}; "
+            f"this plan: {format_duration(est.duration_s)}"
         )
-    console.print(
-        f"estimated duration {format_duration(estimate.duration_s)}, "
-        f"bound by {estimate.bottleneck}",
-        highlight=False,
-        soft_wrap=True,
+
+
+_GANTT_WIDTH = 60
+_GANTT_ROWS = 24
+_MARKS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _render_gantt(console: Console, est: Estimate) -> None:
+    """One row per worker, one character per time slice: the shard it works on then."""
+    if not est.spans or est.duration_s <= 0:
+        return
+    scale = est.duration_s / _GANTT_WIDTH
+    rows: dict[int, list[str]] = {}
+    turns: dict[int, int] = {}
+    for span in est.spans:
+        row = rows.setdefault(span.worker, ["."] * _GANTT_WIDTH)
+        first = min(_GANTT_WIDTH - 1, int(span.start_s / scale))
+        last = max(first, min(_GANTT_WIDTH - 1, math.ceil(span.end_s / scale) - 1))
+        mark = _MARKS[span.id % len(_MARKS)]
+        # Alternate case along a row, so that two shards in a row stay two.
+        turns[span.worker] = turns.get(span.worker, 0) + 1
+        mark = mark.upper() if turns[span.worker] % 2 == 0 else mark
+        for i in range(first, last + 1):
+            row[i] = mark
+    table = Table(
+        title="shards per worker over time (mark = shard id mod 36)", title_justify="left"
     )
-    for bound, seconds in sorted(estimate.bounds.items(), key=lambda item: -item[1]):
-        console.print(f"  {format_duration(seconds):>10}  {bound}", highlight=False, soft_wrap=True)
+    table.add_column("worker", justify="right")
+    table.add_column(f"0 .. {format_duration(est.duration_s)}")
+    for worker in sorted(rows)[:_GANTT_ROWS]:
+        table.add_row(str(worker), "".join(rows[worker]))
+    console.print(table)
+    if len(rows) > _GANTT_ROWS:
+        console.print(f"... {len(rows) - _GANTT_ROWS} more workers", highlight=False)
+
+
+def render_simulation(console: Console, document: Mapping[str, object]) -> None:
+    """``purger estimate --simulate``: the purge run against the simulated origin."""
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    duration = document["duration_s"]
+    assert isinstance(duration, float | int)  # noqa: S101 - simulation_to_json builds it
+    say(
+        f"simulated (seed {document['seed']}): {format_duration(duration)} for "
+        f"{document['targets']:,} targets in {document['api_calls']:,} calls, "
+        f"{document['mean_rate']} targets/s on average"
+    )
+    say(
+        f"origin: capacity {document['origin_capacity']} fetches/s, extra load up to "
+        f"{document['origin_peak_extra_rps']} fetches/s, p99 up to {document['origin_p99_max_s']} s"
+    )
+    decisions = document["decisions"]
+    assert isinstance(decisions, list)  # noqa: S101
+    for decision in decisions[:20]:
+        at, action, rate = decision["at_s"], decision["action"], decision["rate"]
+        say(f"  {at:>8} s  {action:<6} {rate:>8}/s  {decision['why']}")
+    if len(decisions) > 20:
+        say(f"  ... {len(decisions) - 20} more decisions")
 
 
 def format_duration(seconds: float) -> str:

@@ -29,6 +29,7 @@ from purger.errors import (
     RejectedError,
     TransientError,
 )
+from purger.estimate import window_per_worker
 from purger.model import Batch
 from purger.names import NameSet
 from purger.pacing import Clock, Pacer
@@ -136,7 +137,7 @@ class Run:
         self._done: set[int] = set()
         # Batches a worker keeps in flight within its shard: enough to fill the
         # concurrency cap when there are fewer shards left than workers.
-        self._window = max(2, math.ceil(2 * pacer.limit.maximum / settings.workers))
+        self._window = window_per_worker(pacer.limit.maximum, settings.workers)
 
     def statistics(self) -> RunStatistics:
         return RunStatistics(

@@ -140,10 +140,12 @@ def test_dry_run_sends_nothing_and_estimates(names, httpx_mock):
         "--rate", "10", "--shards", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "dry run: nothing sent" in result.stdout
+    assert "estimate (nothing sent)" in result.stdout
     assert "keys: 100 targets in 2 API calls" in result.stdout
     assert "urls: 100 targets in 100 API calls" in result.stdout
-    assert "estimated duration 20.0 s, bound by configured pace (10 targets/s)" in result.stdout
+    assert (
+        "duration 20.0 s with 16 workers, bound by configured pace (10 targets/s)" in result.stdout
+    )
     assert httpx_mock.get_requests() == []
 
 

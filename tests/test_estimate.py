@@ -1,0 +1,194 @@
+"""The estimate: each bottleneck against a hand computation, the schedule, the origin load,
+PyPI's 2022 method beside the plan, and the CLI's shapes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from purger.cli import app
+from purger.estimate import OriginModel, Pace, ShardWork, Workload, estimate
+from purger.launch import PaceOptions, forecast
+from purger.model import TargetKind
+from purger.names import build_name_set
+from purger.plan import PlanSettings, make_plan
+from purger.providers.base import RateBucket
+from purger.providers.null import NullProvider
+from purger.sources import NamesSource, read_records
+from purger.targets import parse_templates
+
+KEY = TargetKind.KEY
+
+
+def work(*shards: tuple[int, int]) -> Workload:
+    """Shards given as (targets, calls); weight = targets."""
+    items = tuple(ShardWork(id=i, weight=t, targets=t, calls=c) for i, (t, c) in enumerate(shards))
+    return Workload(
+        targets={KEY: sum(s.targets for s in items)},
+        calls={KEY: sum(s.calls for s in items)},
+        shards=items,
+    )
+
+
+def pace(**overrides: object) -> Pace:
+    base: dict[str, object] = {
+        "rate": math.inf,
+        "concurrency": 1000,
+        "workers": 4,
+        "api_latency": 0.0,
+    }
+    return Pace(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def test_bound_by_the_configured_pace():
+    """1,000 targets at 10/s take 100 s, and the pace is named as the bottleneck."""
+    result = estimate(work((500, 5), (500, 5)), pace(rate=10))
+    assert result.duration_s == pytest.approx(100)
+    assert result.bottleneck.startswith("configured pace (10 targets/s)")
+
+
+def test_bound_by_concurrency_times_latency():
+    """100 calls of 1 s, 2 in flight: 50 s."""
+    result = estimate(work((100, 50), (100, 50)), pace(concurrency=2, api_latency=1.0))
+    assert result.duration_s == pytest.approx(50)
+    assert result.bottleneck.startswith("concurrency x latency (2 calls x 1 s)")
+
+
+def test_bound_by_a_provider_bucket_after_its_burst():
+    """110 calls through a bucket of 5 calls/s with a burst of 10: (110 - 10) / 5 = 20 s."""
+    bucket = RateBucket(per_second=5, burst=10, unit="calls")
+    result = estimate(work((1100, 110)), pace(buckets=(bucket,)))
+    assert result.bounds["provider limit (5 calls/s, burst 10)"] == pytest.approx(20)
+    assert result.bottleneck.startswith("provider limit")
+
+
+def test_bound_by_origin_capacity():
+    """1,000 hard purges, 20 spare origin fetches/s: 50 s; soft purges at 0.2: 10 s."""
+    hard = estimate(work((1000, 10)), pace(), OriginModel(capacity=20, fetches_per_target=1))
+    assert hard.duration_s == pytest.approx(50)
+    assert hard.bottleneck.startswith("origin capacity")
+    soft = estimate(work((1000, 10)), pace(), OriginModel(capacity=20, fetches_per_target=0.2))
+    assert soft.duration_s == pytest.approx(10)
+
+
+def test_bound_by_the_schedule_tail():
+    """A 90-target shard one call at a time at 1 s per call: 90 s, while the global bounds
+    say 50 s; the estimate says the schedule, not the pace, sets it."""
+    result = estimate(
+        work((90, 90), (10, 10)),
+        pace(workers=2, concurrency=2, api_latency=1.0, window=1),
+    )
+    assert result.duration_s == pytest.approx(90)
+    assert result.bounds["concurrency x latency (2 calls x 1 s)"] == pytest.approx(50)
+    assert result.bottleneck.startswith("the schedule")
+
+
+def test_workers_share_the_global_rate_and_take_shards_heaviest_first():
+    """Two workers share 10 targets/s: 5/s each; four shards, heaviest first, two rounds."""
+    result = estimate(work((100, 1), (150, 1), (100, 1), (50, 1)), pace(workers=2, rate=10))
+    spans = {s.id: (s.worker, s.start_s, s.end_s) for s in result.spans}
+    assert spans[1] == (0, 0.0, pytest.approx(30))  # 150 targets first, at 5/s
+    assert spans[0][1:] == (0.0, pytest.approx(20))
+    assert spans[2][1] == pytest.approx(20)  # the next heaviest, on the worker freed first
+    assert result.duration_s == pytest.approx(40)  # 400 targets / 10/s: no idle tail
+
+
+def test_origin_load_follows_the_rate():
+    """At 10 targets/s and 0.2 fetches per soft-purged target: 2 extra fetches/s."""
+    result = estimate(work((100, 10)), pace(rate=10), OriginModel(fetches_per_target=0.2))
+    assert result.origin_peak_extra_rps == pytest.approx(2)
+
+
+PYPI_LIST = Path(
+    os.environ.get(
+        "PURGER_PYPI_LIST",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pypi-projects.tsv.gz",
+    )
+)
+
+
+@pytest.mark.data
+def test_first_letter_on_pypi_with_36_workers_is_set_by_p():
+    """PyPI 2022 on all names, 36 workers one key at a time: 'p' alone sets the duration,
+    about 4.3 x the ideal of that method; the balanced plan is within a few % of its own."""
+    if not PYPI_LIST.is_file():
+        pytest.skip(f"no PyPI list at {PYPI_LIST} (set PURGER_PYPI_LIST)")
+    names = build_name_set(read_records(NamesSource(path=str(PYPI_LIST))), where="pypi")
+    plan = make_plan(names, PlanSettings(workers=36))
+    templates = parse_templates(["project/{name}"], [])
+    result = forecast(
+        plan,
+        names,
+        templates,
+        NullProvider(),
+        PaceOptions(rate=math.inf, concurrency=36),
+        workers=36,
+        api_latency=0.25,
+    )
+    p_names = sum(1 for n in names.names if n[0] == "p")
+    assert result.first_letter.duration_s == pytest.approx(p_names * 0.25)
+    assert 4.0 < result.first_letter.duration_s / result.first_letter_ideal_s < 4.6
+    assert result.estimate.duration_s < 1.1 * len(names.names) / 256 * 0.25 / (36 / 36)
+
+
+def test_estimate_json_has_the_documented_shape():
+    """--json: duration, bottleneck, workers, api_calls, shards with worker and times,
+    first_letter and origin_peak_extra_rps."""
+    result = CliRunner().invoke(
+        app,
+        ["estimate", "--sample", "--provider", "fastly", "--workers", "8", "--json"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["workers"] == 8
+    assert document["bottleneck"]
+    assert document["duration_s"] > 0
+    least = math.ceil(102_114 / 256)  # full batches of 256 keys, one per shard at worst more
+    assert least <= document["api_calls"] <= least + len(document["shards"])
+    shard = document["shards"][0]
+    assert set(shard) == {"id", "worker", "start_s", "end_s"}
+    assert all(0 <= s["worker"] < 8 for s in document["shards"])
+    assert max(s["end_s"] for s in document["shards"]) == pytest.approx(
+        document["duration_s"], rel=1e-3
+    )
+    assert document["first_letter"]["duration_s"] > document["duration_s"]
+    assert document["origin_peak_extra_rps"] >= 0
+
+
+def test_dry_run_prints_the_estimate_and_the_2022_comparison(tmp_path):
+    """run --dry-run shows the duration, the bottleneck, the chart and PyPI's method."""
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"{c}{i}" for c in "abpp" for i in range(50)) + "\n")
+    result = CliRunner().invoke(
+        app,
+        ["run", str(names), "--provider", "fastly", "--service-id", "S", "--dry-run",
+         "--key-template", "k/{name}", "--rate", "10", "--workers", "2"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "bound by configured pace (10 targets/s)" in result.stdout
+    assert "shards per worker over time" in result.stdout
+    assert "as PyPI did in 2022" in result.stdout
+
+
+def test_simulate_runs_the_engine_against_the_simulated_origin(tmp_path):
+    """--simulate: the real engine and controller in virtual time; every target is sent."""
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"n{i:05d}" for i in range(3000)) + "\n")
+    result = CliRunner().invoke(
+        app,
+        ["estimate", str(names), "--simulate", "--json", "--seed", "3", "--rate", "400"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["simulated"] is True
+    assert document["targets"] == 3000
+    assert document["duration_s"] > 3000 / 400  # never faster than the ceiling
+    assert document["decisions"]
