@@ -60,6 +60,7 @@ from purger.plan import (
 )
 from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
 from purger.report import (
+    format_duration,
     render_forecast,
     render_plan,
     render_probe,
@@ -608,10 +609,13 @@ def _run_with_state(
         )
 
     def report(stats: RunStatistics) -> None:
+        eta = "ETA unknown" if stats.eta_s is None else f"ETA {format_duration(stats.eta_s)}"
         err.print(
             f"{stats.elapsed:7.0f} s  {stats.targets:,} targets in {stats.batches:,} calls, "
-            f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed",
+            f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed, "
+            f"{stats.rate:,.0f}/s, {eta}",
             highlight=False,
+            soft_wrap=True,
         )
 
     outcome, total = anyio.run(

@@ -12,10 +12,10 @@ credential stops everything at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 import anyio
 from anyio import CancelScope
@@ -42,13 +42,21 @@ from purger.targets import Template
 __all__ = ["ProgressStore", "Run", "RunOutcome", "RunSettings", "RunStatistics", "RunStatus"]
 
 
+#: Seconds between ETA estimates, and the weight of the newest rate in the smoothing.
+_ETA_EVERY: Final = 5.0
+_ETA_SMOOTHING: Final = 0.2
+
+
 class ProgressStore(Protocol):
     """What the engine needs of the state store (``purger.state.StateStore`` has it)."""
 
     def progress(self) -> dict[int, ShardProgress]: ...
 
     def commit(
-        self, updates: Sequence[ShardProgress], failures: Sequence[Failure] = ()
+        self,
+        updates: Sequence[ShardProgress],
+        failures: Sequence[Failure] = (),
+        status: Mapping[str, str] | None = None,
     ) -> None: ...
 
 
@@ -77,6 +85,10 @@ class RunStatistics:
     shards_done: int
     shards: int
     elapsed: float
+    #: Targets per second over the last minute or so; 0 before the first estimate.
+    rate: float = 0.0
+    #: Seconds left at that rate, the biggest remaining shard considered; ``None``: unknown.
+    eta_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +146,8 @@ class Run:
         self._batches = self._targets = self._failures = 0
         self._started = clock.now()
         self._shard_targets: dict[int, int] = {}
+        self._rate = 0.0
+        self._eta: float | None = None
         self._done: set[int] = set()
         # Batches a worker keeps in flight within its shard: enough to fill the
         # concurrency cap when there are fewer shards left than workers.
@@ -147,6 +161,8 @@ class Run:
             shards_done=len(self._done),
             shards=len(self._plan.shards),
             elapsed=self._clock.now() - self._started,
+            rate=self._rate,
+            eta_s=self._eta,
         )
 
     def _should_stop(self) -> bool:
@@ -196,6 +212,7 @@ class Run:
         async with anyio.create_task_group() as writer:
             writer.start_soon(self._write_checkpoints, receive)
             async with send, anyio.create_task_group() as watcher:
+                watcher.start_soon(self._estimate_eta)
                 async with anyio.create_task_group() as workers:
                     watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
                     for _ in range(min(self._settings.workers, len(queue))):
@@ -332,7 +349,42 @@ class Run:
                         break
                     updates[progress.shard_id] = progress
                     failures.extend(more)
-                await anyio.to_thread.run_sync(self._store.commit, list(updates.values()), failures)
+                await anyio.to_thread.run_sync(
+                    self._store.commit, list(updates.values()), failures, self._status()
+                )
+
+    async def _estimate_eta(self) -> None:
+        """Every few seconds: the observed rate (smoothed over about a minute) and the time
+        left at it, from what each shard has left; the tail counts (the biggest shard left
+        goes no faster than one worker's share of the rate)."""
+        per_name = len(self._templates)
+        sent, at = self._targets, self._clock.now()
+        while True:
+            await self._clock.sleep(_ETA_EVERY)
+            now = self._clock.now()
+            instant = (self._targets - sent) / (now - at) if now > at else 0.0
+            sent, at = self._targets, now
+            weight = _ETA_SMOOTHING if self._rate else 1.0
+            self._rate = weight * instant + (1 - weight) * self._rate
+            left = [
+                max(0, shard.count * per_name - self._shard_targets.get(shard.id, 0))
+                for shard in self._plan.shards
+                if shard.id not in self._done
+            ]
+            if not left:
+                self._eta = 0.0
+            elif self._rate <= 0:
+                self._eta = None
+            else:
+                busy = max(1, min(self._settings.workers, sum(1 for n in left if n > 0)))
+                self._eta = max(sum(left) / self._rate, max(left) * busy / self._rate)
+
+    def _status(self) -> dict[str, str]:
+        return {
+            "rate": f"{self._rate:.3f}",
+            "eta_s": "" if self._eta is None else f"{self._eta:.1f}",
+            "targets": str(self._targets),
+        }
 
     async def _purge(self, batch: Batch, shard_id: int) -> list[Failure]:
         """Purge ``batch``; return the targets the provider refused, each with its reason."""

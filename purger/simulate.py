@@ -7,7 +7,7 @@ estimates that need the origin's answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -39,7 +39,13 @@ class MemoryStore:
     def progress(self) -> dict[int, ShardProgress]:
         return dict(self._progress)
 
-    def commit(self, updates: Sequence[ShardProgress], failures: Sequence[Failure] = ()) -> None:
+    def commit(
+        self,
+        updates: Sequence[ShardProgress],
+        failures: Sequence[Failure] = (),
+        status: Mapping[str, str] | None = None,
+    ) -> None:
+        del status  # nobody reads a simulation's ETA from its store
         for update in updates:
             self._progress[update.shard_id] = update
         self.failures.extend(failures)

@@ -31,6 +31,11 @@ SCHEMA_VERSION: Final = 1
 #: "purg" in the SQLite header's application_id tells a purger state from other databases.
 _APPLICATION_ID: Final = 0x70757267
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+#: The run's latest figures for an operator's ``status``: ETA, observed rate. Made on open
+#: too, for states created before it existed.
+_STATUS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+)
 _SCHEMA: Final = (
     """CREATE TABLE run (
         id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL,
@@ -211,11 +216,22 @@ class StateStore:
             for id_, cursor, done, ahead, targets in self._db.execute(query)
         }
 
-    def commit(self, updates: Sequence[ShardProgress], failures: Sequence[Failure] = ()) -> None:
-        """Replace each updated shard's progress and append ``failures``, durably, all or none."""
-        if not updates and not failures:
+    def commit(
+        self,
+        updates: Sequence[ShardProgress],
+        failures: Sequence[Failure] = (),
+        status: Mapping[str, str] | None = None,
+    ) -> None:
+        """Replace each updated shard's progress, append ``failures`` and set ``status``
+        values (ETA, rate), durably, all or none."""
+        if not updates and not failures and not status:
             return
         with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO status (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list((status or {}).items()),
+            )
             rows = [
                 (u.cursor, u.done, json.dumps(sorted(u.done_ahead)), u.targets_done, u.shard_id)
                 for u in updates
@@ -232,6 +248,10 @@ class StateStore:
                 "INSERT INTO failure (target, kind, shard_id, reason) VALUES (?, ?, ?, ?)",
                 [(f.target, str(f.kind), f.shard_id, f.reason) for f in failures],
             )
+
+    def status(self) -> dict[str, str]:
+        """The latest ``status`` values committed (ETA, rate, when)."""
+        return dict(self._db.execute("SELECT key, value FROM status").fetchall())
 
     def failures(self) -> list[Failure]:
         """Every recorded failure, in the order recorded."""
@@ -331,6 +351,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             for statement in _SCHEMA:
                 db.execute(statement)
             db.execute("COMMIT")
+        db.execute(_STATUS_TABLE)
     except sqlite3.Error as err:
         db.close()
         raise InputError(f"cannot use as a purger state: {err}", where=str(path)) from None

@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError
 from purger.model import Batch, TargetKind
 from purger.names import NameSet, Normalization, build_name_set
-from purger.pacing import AdaptiveLimit, Pacer, TokenBucket
+from purger.pacing import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
 from purger.plan import Plan, PlanSettings, make_plan
 from purger.retrying import RetryPolicy
 from purger.run import Run, RunSettings, RunStatus
 from purger.state import RunRecord, StateStore
 from purger.targets import Template, parse_templates, targets_of
+from purger.virtual_time import run_in_virtual_time
 from tests.fakes import FakeClock, ScriptedProvider
 
 pytestmark = pytest.mark.anyio
@@ -295,3 +296,52 @@ async def test_a_finished_state_sends_nothing_on_resume(tmp_path):
         outcome = await make_run(plan, names, templates, again, store, FakeClock()).execute()
     assert outcome.status is RunStatus.DONE
     assert again.calls == []
+
+
+def test_the_eta_is_estimated_and_written_to_the_state(tmp_path):
+    """A paced run estimates its rate and the time left, and commits both to the state
+    (in virtual time: the run is paced at 4 targets/s, so it takes about 50 s)."""
+    names = name_set(200)
+    plan = make_plan(names, PlanSettings(shards=4, workers=2))
+    templates = parse_templates(["k/{name}"], [])
+    etas: list[tuple[int, float, float]] = []
+
+    async def main() -> dict[str, str]:
+        clock = AnyioClock()
+        with open_store(tmp_path, plan, templates) as store:
+            pacer = Pacer(
+                clock=clock,
+                targets=TokenBucket(4.0, 1.0, clock),
+                limit=AdaptiveLimit(4, clock=clock),
+            )
+            run = Run(
+                plan=plan,
+                name_set=names,
+                templates=templates,
+                providers=[ScriptedProvider(max_targets=2)],
+                pacer=pacer,
+                store=store,
+                settings=RunSettings(workers=2, retry=FAST_RETRY),
+                clock=clock,
+            )
+
+            async def watch() -> None:
+                while True:
+                    await anyio.sleep(1)
+                    stats = run.statistics()
+                    if stats.eta_s is not None and 0 < stats.targets < 200:
+                        etas.append((stats.targets, stats.rate, stats.eta_s))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                await run.execute()
+                tg.cancel_scope.cancel()
+            return store.status()
+
+    status = run_in_virtual_time(main)
+    assert etas, "no ETA while running"
+    done, rate, eta = etas[len(etas) // 2]
+    assert 3.0 <= rate <= 5.0  # about the 4/s it was allowed
+    assert eta == pytest.approx((200 - done) / rate, rel=0.25)
+    assert float(status["rate"]) > 0
+    assert status["eta_s"] != ""
