@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from purger.control import ControlSettings
-from purger.health import SignalKind, SignalSpec, SourceKind
+from purger.health import SignalSpec
 from purger.names import NameSet, Normalization, WeightSpec, WeightTransform, build_name_set
 from purger.plan import PlanSettings, make_plan
 from purger.sim import SimConfig, SimulatedCDN
@@ -48,16 +48,7 @@ def zipf(source: NamesSource) -> NameSet:
 
 
 def signals(config: SimConfig) -> tuple[SignalSpec, ...]:
-    p99 = SignalSpec(
-        name="origin p99",
-        source=SourceKind.SCRAPE,
-        url=f"http://{config.origin_host}/metrics",
-        query="origin_request_latency_p99_seconds",
-        limit=P99_LIMIT,
-        critical=P99_CRITICAL,
-        kind=SignalKind.LATENCY,
-    )
-    return (p99, origin_signals(config, p99_limit=P99_LIMIT, p99_critical=P99_CRITICAL)[1])
+    return origin_signals(config, p99_limit=P99_LIMIT, p99_critical=P99_CRITICAL)
 
 
 def run(names: NameSet, config: SimConfig, workers: int) -> tuple[SimulationResult, float]:

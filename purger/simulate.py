@@ -54,15 +54,15 @@ class MemoryStore:
 def origin_signals(
     config: SimConfig, *, p99_limit: float, p99_critical: float
 ) -> tuple[SignalSpec, ...]:
-    """The signals an operator would watch on this origin: p99 from the latency histogram
-    and the share of 5xx answers, both scraped from ``/metrics`` without a Prometheus."""
+    """The signals an operator would watch on this origin, scraped from its ``/metrics``
+    without a Prometheus: its p99 gauge and the share of 5xx answers."""
     url = f"http://{config.origin_host}/metrics"
     return (
         SignalSpec(
             name="origin p99",
             source=SourceKind.SCRAPE,
             url=url,
-            query="histogram_quantile(0.99, origin_request_duration_seconds_bucket)",
+            query="origin_request_latency_p99_seconds",
             limit=p99_limit,
             critical=p99_critical,
             kind=SignalKind.LATENCY,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from purger.control import Action, ControlSettings
-from purger.health import SignalKind, SignalSpec, SourceKind
+from purger.health import SignalSpec
 from purger.names import NameSet, Normalization, WeightSpec, WeightTransform, build_name_set
 from purger.plan import PlanSettings, make_plan
 from purger.sim import SimConfig, SimulatedCDN
@@ -31,17 +31,7 @@ def uniform_names(count: int) -> NameSet:
 
 
 def signals(config: SimConfig) -> tuple[SignalSpec, ...]:
-    p99 = SignalSpec(
-        name="origin p99",
-        source=SourceKind.SCRAPE,
-        url=f"http://{config.origin_host}/metrics",
-        query="origin_request_latency_p99_seconds",
-        limit=P99_LIMIT,
-        critical=P99_CRITICAL,
-        kind=SignalKind.LATENCY,
-    )
-    errors = origin_signals(config, p99_limit=P99_LIMIT, p99_critical=P99_CRITICAL)[1]
-    return (p99, errors)
+    return origin_signals(config, p99_limit=P99_LIMIT, p99_critical=P99_CRITICAL)
 
 
 def simulate(names: NameSet, config: SimConfig, workers: int = 4) -> SimulationResult:
