@@ -22,6 +22,7 @@ __all__ = [
     "render_probe",
     "render_simulation",
     "render_skipped",
+    "render_status",
 ]
 
 _SHOWN_SKIPPED = 3
@@ -281,5 +282,45 @@ def render_probe(samples: Sequence[Sample], now: float, console: Console) -> Non
             "-" if pressure is None else f"{pressure:.2f}",
             "-" if age is None else f"{age:.0f} s",
             status,
+        )
+    console.print(table)
+
+
+def render_status(console: Console, document: Mapping[str, object]) -> None:
+    """``purger status``: totals, then the shards not done yet (done ones folded)."""
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    run = document["run"]
+    if not isinstance(run, dict):
+        say(f"{document['state']}: no run recorded yet")
+        return
+    eta = document["eta_s"]
+    rate = document["rate"]
+    say(
+        f"{document['state']}: run {str(run['fingerprint'])[:12]} on {run['provider']}, "
+        f"started {run['created_at']}"
+    )
+    say(
+        f"{document['shards_done']}/{document['shards_total']} shards done, "
+        f"{document['targets_done']:,} targets purged, {document['failures']:,} failed"
+        + (f", {rate:,.0f}/s" if isinstance(rate, float) else "")
+        + (f", ETA {format_duration(eta)}" if isinstance(eta, float) else "")
+    )
+    shards = document["shards"]
+    assert isinstance(shards, list)  # noqa: S101 - status_document builds it
+    open_shards = [s for s in shards if not s["done"]]
+    if not open_shards:
+        return
+    table = Table(title="shards not done", title_justify="left")
+    for column in ("shard", "range", "names", "targets done"):
+        table.add_column(column, justify="left" if column == "range" else "right")
+    for shard in open_shards:
+        table.add_row(
+            str(shard["id"]),
+            _range(shard["start"], shard["limit"]),
+            f"{shard['names']:,}",
+            f"{shard['targets_done']:,}",
         )
     console.print(table)

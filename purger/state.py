@@ -25,7 +25,15 @@ from purger.errors import InputError, LockedError, StateMismatchError, Unavailab
 from purger.model import Secret, TargetKind
 from purger.plan import Shard
 
-__all__ = ["SCHEMA_VERSION", "Failure", "RunRecord", "ShardProgress", "StateStore", "StateSummary"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Failure",
+    "RunRecord",
+    "ShardProgress",
+    "StateStore",
+    "StateSummary",
+    "status_document",
+]
 
 SCHEMA_VERSION: Final = 1
 #: "purg" in the SQLite header's application_id tells a purger state from other databases.
@@ -108,12 +116,13 @@ class StateSummary:
 class StateStore:
     """One run's state in one SQLite file, locked for as long as the store is open."""
 
-    __slots__ = ("_db", "_lock_fd", "_path")
+    __slots__ = ("_closed", "_db", "_lock_fd", "_path")
 
-    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
         self._path = path
         self._db = db
-        self._lock_fd: int | None = lock_fd
+        self._lock_fd = lock_fd
+        self._closed = False
 
     @classmethod
     def open(cls, path: Path) -> StateStore:
@@ -127,19 +136,40 @@ class StateStore:
             raise
         return cls(path, db, lock_fd)
 
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateStore:
+        """Open an existing state to read it, without its lock, while a run may be writing
+        it (``purger status``). Writing through this store fails."""
+        if not path.is_file():
+            raise InputError("no such state file", where=str(path))
+        _check_magic(path)
+        try:
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        except sqlite3.Error as err:
+            raise InputError(f"cannot read state: {err}", where=str(path)) from None
+        if app_id != _APPLICATION_ID:
+            db.close()
+            raise InputError("not a purger state file", where=str(path))
+        return cls(path, db, None)
+
     @property
     def path(self) -> Path:
         return self._path
 
     def close(self) -> None:
         """Close the database, then release the lock, so the next run finds it checkpointed."""
-        if self._lock_fd is None:
+        if self._closed:
             return
+        self._closed = True
         try:
             self._db.close()
         finally:
             fd, self._lock_fd = self._lock_fd, None
-            os.close(fd)  # closing the only descriptor releases the flock
+            if fd is not None:
+                os.close(fd)  # closing the only descriptor releases the flock
 
     def __enter__(self) -> StateStore:
         return self
@@ -250,8 +280,11 @@ class StateStore:
             )
 
     def status(self) -> dict[str, str]:
-        """The latest ``status`` values committed (ETA, rate, when)."""
-        return dict(self._db.execute("SELECT key, value FROM status").fetchall())
+        """The latest ``status`` values committed (ETA, rate, targets)."""
+        try:
+            return dict(self._db.execute("SELECT key, value FROM status").fetchall())
+        except sqlite3.OperationalError:  # a read-only view of a state from before the table
+            return {}
 
     def failures(self) -> list[Failure]:
         """Every recorded failure, in the order recorded."""
@@ -405,3 +438,44 @@ def _differences(stored: RunRecord, new: RunRecord) -> list[str]:
             f" (state has {len(stored.shards)}, this plan {len(new.shards)})"
         )
     return found
+
+
+def status_document(store: StateStore) -> dict[str, object]:
+    """What ``purger status`` shows: the run, each shard's progress, totals, rate and ETA."""
+    run = store.load_run()
+    progress = store.progress()
+    status = store.status()
+    summary = store.summary()
+    shards = []
+    for shard in run.shards if run is not None else ():
+        done = progress.get(shard.id)
+        shards.append(
+            {
+                "id": shard.id,
+                "start": shard.start,
+                "limit": shard.limit,
+                "names": shard.count,
+                "done": bool(done and done.done),
+                "targets_done": done.targets_done if done else 0,
+            }
+        )
+    eta = status.get("eta_s", "")
+    return {
+        "state": str(store.path),
+        "run": None
+        if run is None
+        else {
+            "fingerprint": run.fingerprint,
+            "provider": run.provider,
+            "key_templates": list(run.key_templates),
+            "url_templates": list(run.url_templates),
+            "created_at": run.created_at,
+        },
+        "shards_done": summary.shards_done,
+        "shards_total": summary.shards,
+        "targets_done": summary.targets_done,
+        "failures": summary.failures,
+        "rate": float(status["rate"]) if status.get("rate") else None,
+        "eta_s": float(eta) if eta else None,
+        "shards": shards,
+    }
