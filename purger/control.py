@@ -76,7 +76,7 @@ class ControlSettings:
     probe_after: float = 8.0
     probe_step: float = 0.1
     #: Far below the limits (this pressure) for ``raise_after`` ticks: forget the ceiling.
-    idle_pressure: float = 0.4
+    idle_pressure: float = 0.5
     stale_after: float | None = None  # default: two ticks
     grace: float = 30.0
     resume_after: float = 30.0

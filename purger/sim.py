@@ -194,6 +194,13 @@ class SimulatedCDN(httpx.AsyncBaseTransport):
         self._next_step = -self._warmup
         self._advance_to_step(0)
 
+    @property
+    def capacity_now(self) -> float:
+        """The origin's capacity at the current virtual time."""
+        return self._change_capacities[
+            bisect.bisect_right(self._change_times, anyio.current_time())
+        ]
+
     # -- the HTTP surface ------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -7,7 +7,8 @@ estimates that need the origin's answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -15,7 +16,7 @@ import httpx
 
 from purger.control import ControlSettings, Decision
 from purger.governor import Governor
-from purger.health import HealthReader, SignalKind, SignalSpec, SourceKind
+from purger.health import HealthReader, Sample, SignalKind, SignalSpec, SourceKind
 from purger.names import NameSet
 from purger.pacing import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
 from purger.plan import Plan
@@ -26,7 +27,15 @@ from purger.state import Failure, ShardProgress
 from purger.targets import parse_templates
 from purger.virtual_time import run_in_virtual_time
 
-__all__ = ["MemoryStore", "SimulationResult", "origin_signals", "simulate_purge"]
+__all__ = ["MemoryStore", "SimulationResult", "Snapshot", "origin_signals", "simulate_purge"]
+
+
+async def _slow_down(speed: float) -> None:
+    """Hold the whole loop for a moment of real time every virtual second: virtual time
+    then runs at about ``speed`` times real time (the demo wants to be watched)."""
+    while True:
+        await anyio.sleep(1.0)
+        time.sleep(1.0 / speed)  # noqa: ASYNC251 - blocking on purpose: it holds the virtual clock
 
 
 class MemoryStore:
@@ -99,29 +108,61 @@ def simulate_purge(
     concurrency: int = 8,
     hard: bool = True,
     key_template: str = "project/{name}",
+    observer: Callable[[Snapshot], None] | None = None,
+    speed: float | None = None,
 ) -> SimulationResult:
     """Purge every name of ``plan`` through the simulation; with ``control``, paced by
-    ``signals`` read from the simulated origin."""
-    return run_in_virtual_time(
-        _simulate, plan, name_set, config, control, tuple(signals), rate, concurrency, hard,
-        key_template,
-    )  # fmt: skip
+    ``signals`` read from the simulated origin. ``observer`` sees a :class:`Snapshot` at
+    every controller tick; ``speed`` (virtual seconds per real second) slows virtual time
+    down so that a person can watch (the demo); ``None`` runs as fast as it can."""
+    options = _Options(
+        control=control,
+        signals=tuple(signals),
+        rate=rate,
+        concurrency=concurrency,
+        hard=hard,
+        key_template=key_template,
+        observer=observer,
+        speed=speed,
+    )
+    return run_in_virtual_time(_simulate, plan, name_set, config, options)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """What a live view shows at one tick of a simulated purge."""
+
+    time: float
+    targets: int
+    total_targets: int
+    achieved_rate: float
+    allowed_rate: float
+    paused: bool
+    decision: Decision | None
+    samples: tuple[Sample, ...]
+    capacity: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Options:
+    control: ControlSettings | None
+    signals: tuple[SignalSpec, ...]
+    rate: float
+    concurrency: int
+    hard: bool
+    key_template: str
+    observer: Callable[[Snapshot], None] | None
+    speed: float | None
 
 
 async def _simulate(
-    plan: Plan,
-    name_set: NameSet,
-    config: SimConfig,
-    control: ControlSettings | None,
-    signals: tuple[SignalSpec, ...],
-    rate: float,
-    concurrency: int,
-    hard: bool,
-    key_template: str,
+    plan: Plan, name_set: NameSet, config: SimConfig, options: _Options
 ) -> SimulationResult:
+    control, signals, rate = options.control, options.signals, options.rate
     clock = AnyioClock()
     cdn = SimulatedCDN(name_set, config)
-    templates = parse_templates([key_template], [])
+    templates = parse_templates([options.key_template], [])
     rates: list[tuple[float, float, bool]] = []
     decisions: list[tuple[float, Decision]] = []
     async with httpx.AsyncClient(transport=cdn) as client:
@@ -129,14 +170,14 @@ async def _simulate(
             client=client,
             endpoints=[f"http://{config.cdn_host}"],
             key_header=None,
-            hard=hard,
+            hard=options.hard,
             timeout=30.0,
             clock=clock.now,
         )
         pacer = Pacer(
             clock=clock,
             targets=TokenBucket(rate, 1.0 if math.isinf(rate) else max(1.0, rate), clock),
-            limit=AdaptiveLimit(concurrency, clock=clock),
+            limit=AdaptiveLimit(options.concurrency, clock=clock),
         )
         run = Run(
             plan=plan,
@@ -153,6 +194,22 @@ async def _simulate(
 
                 def trace(decision: Decision) -> None:
                     rates.append((clock.now(), decision.rate, decision.state.paused))
+                    if options.observer is not None:
+                        stats = run.statistics()
+                        options.observer(
+                            Snapshot(
+                                time=clock.now(),
+                                targets=stats.targets,
+                                total_targets=plan.total_count,
+                                achieved_rate=stats.rate,
+                                allowed_rate=decision.rate,
+                                paused=decision.state.paused,
+                                decision=decisions[-1][1] if decisions else None,
+                                samples=tuple(governor.samples),
+                                capacity=cdn.capacity_now,
+                                eta_s=stats.eta_s,
+                            )
+                        )
 
                 governor = Governor(
                     health=HealthReader(signals, client, wall_clock=clock.now),
@@ -165,6 +222,8 @@ async def _simulate(
                     on_tick=trace,
                 )
                 helpers.start_soon(governor.run)
+            if options.speed is not None:
+                helpers.start_soon(_slow_down, options.speed)
             outcome = await run.execute()
             helpers.cancel_scope.cancel()
         history = tuple(cdn.history)

@@ -125,3 +125,12 @@ def test_signals_file_is_read_and_checked(tmp_path):
     bad.write_text("[other]\nx = 1\n")
     with pytest.raises(UsageError, match="unknown table or key 'other'"):
         load_signals(bad)
+
+
+def test_demo_purges_every_sample_name_and_reports():
+    """purger demo runs the whole simulated purge (here at full speed) and sums it up."""
+    result = invoke("demo", "--speed", "0")
+    assert result.exit_code == 0, result.output
+    assert "done: 102,114 targets purged" in result.stdout
+    assert "controller decisions" in result.stdout
+    assert "origin health" in result.stdout  # the live view's last frame
