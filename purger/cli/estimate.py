@@ -1,0 +1,257 @@
+"""``purger estimate``: how long, what bounds it, what it costs the origin."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Annotated
+
+import anyio
+import httpx
+import typer
+from rich.console import Console
+
+from purger.cli._app import (
+    FormatOpt,
+    MaxWeightOpt,
+    NameColumnOpt,
+    NamesUrlOpt,
+    NormalizeOpt,
+    SampleOpt,
+    ShardsOpt,
+    StrictOpt,
+    WeightColumnOpt,
+    WeightTransformOpt,
+    _exit_codes,
+    _plan_and_names,
+    app,
+)
+from purger.control import ControlSettings
+from purger.estimate import OriginModel
+from purger.launch import (
+    DryRunEnv,
+    Forecast,
+    PaceOptions,
+    forecast,
+    forecast_to_json,
+    simulation_to_json,
+)
+from purger.names import (
+    NameSet,
+    Normalization,
+    WeightSpec,
+    WeightTransform,
+)
+from purger.plan import (
+    Plan,
+    PlanSettings,
+)
+from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
+from purger.report import (
+    render_forecast,
+    render_simulation,
+)
+from purger.sim import SimConfig
+from purger.simulate import origin_signals, simulate_purge
+from purger.sources import (
+    SourceFormat,
+)
+from purger.targets import Template, parse_templates
+
+
+def _show_forecast(
+    the_plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    pace: PaceOptions,
+    *,
+    workers: int,
+    api_latency: float | None,
+    origin: OriginModel | None,
+    as_json: bool,
+    out: Console,
+) -> None:
+    """What a run would send and how long it would take; nothing is sent."""
+
+    async def build() -> tuple[Forecast, bool]:
+        async with httpx.AsyncClient() as client:  # never used: nothing is sent
+            real = create_provider(options, client, DryRunEnv(os.environ))
+            result = forecast(
+                the_plan,
+                name_set,
+                templates,
+                real,
+                pace,
+                workers=workers,
+                api_latency=api_latency,
+                origin=origin,
+            )
+            return result, real.limits.soft_purge
+
+    result, soft = anyio.run(build)
+    if as_json:
+        typer.echo(json.dumps(forecast_to_json(result), indent=1))
+        return
+    render_forecast(
+        out,
+        provider=options.name,
+        soft=soft,
+        templates=[t.text for t in templates],
+        shards=len(the_plan.shards),
+        names=the_plan.total_count,
+        forecast=result,
+    )
+
+
+@app.command()
+def estimate(
+    plan_or_names: Annotated[
+        str | None,
+        typer.Argument(
+            help="A plan file from 'purger plan --out', or a names source planned on the fly.",
+            show_default=False,
+        ),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help=f"CDN API: {', '.join(PROVIDER_NAMES)}.")
+    ] = "null",
+    key_template: Annotated[
+        list[str] | None, typer.Option("--key-template", help="Surrogate key per name.")
+    ] = None,
+    url_template: Annotated[
+        list[str] | None, typer.Option("--url-template", help="URL per name.")
+    ] = None,
+    rate: Annotated[float, typer.Option("--rate", help="Targets per second at most.")] = 500.0,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="API calls in flight at most.", min=1)
+    ] = 8,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Shards at once (default: the plan's).", min=1)
+    ] = None,
+    api_latency: Annotated[
+        float | None,
+        typer.Option("--api-latency", help="Seconds per API call (default: the provider's)."),
+    ] = None,
+    origin_capacity: Annotated[
+        float | None,
+        typer.Option("--origin-capacity", help="Spare origin fetches/s the refill may use."),
+    ] = None,
+    hard: Annotated[
+        bool, typer.Option("--hard", help="Hard purge: every purged object is fetched again.")
+    ] = False,
+    soft_cost: Annotated[
+        float,
+        typer.Option(
+            "--soft-cost", help="Origin cost of a soft-purged object, as a share of a fetch."
+        ),
+    ] = 0.2,
+    files_cap: Annotated[int, typer.Option("--files-cap", help="Cloudflare URLs per call.")] = 30,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate",
+            help="Run the real engine and controller against a simulated CDN and origin "
+            "in virtual time instead of the closed form.",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="With --simulate: the random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+    names: Annotated[
+        str | None,
+        typer.Option("--names", help="With a plan file: where its names are.", metavar="FILE"),
+    ] = None,
+    names_url: NamesUrlOpt = None,
+    sample: SampleOpt = False,
+    fmt: FormatOpt = SourceFormat.AUTO,
+    name_column: NameColumnOpt = "name",
+    weight_column: WeightColumnOpt = None,
+    weight_transform: WeightTransformOpt = WeightTransform.NONE,
+    normalize: NormalizeOpt = Normalization.PEP503,
+    strict: StrictOpt = False,
+    shards: ShardsOpt = None,
+    max_weight: MaxWeightOpt = None,
+) -> None:
+    """How long a purge will take, what bounds it, and how much it adds to the origin,
+    beside PyPI's 2022 method (one shard per first character, one key per call).
+
+    [b]Example:[/] purger estimate pypi-projects.tsv.gz --provider fastly
+    --key-template 'project/{name}' --workers 36 --origin-capacity 400
+    """
+    out = Console()
+    err = Console(stderr=True)
+    with _exit_codes(err):
+        templates = parse_templates(key_template or ["project/{name}"], url_template or ())
+        pace = PaceOptions(rate=rate, concurrency=concurrency)
+        fetches = 1.0 if hard else soft_cost
+        origin = OriginModel(capacity=origin_capacity, fetches_per_target=fetches)
+        options = ProviderOptions(
+            name=provider,
+            hard=hard,
+            files_cap=files_cap,
+            # Placeholders: an estimate needs each provider's limits, not its account.
+            service_id="estimate",
+            zone_id="estimate",
+            endpoints=("http://estimate.invalid",),
+        )
+        the_plan, name_set = _plan_and_names(
+            plan_or_names,
+            names=names,
+            names_url=names_url,
+            sample=sample,
+            fmt=fmt,
+            name_column=name_column,
+            weight=WeightSpec(column=weight_column, transform=weight_transform),
+            normalization=normalize,
+            strict=strict,
+            settings=PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight),
+            err=err,
+        )
+        if simulate:
+            _show_simulation(the_plan, name_set, pace, origin_capacity, hard, seed, as_json, out)
+            return
+        _show_forecast(
+            the_plan,
+            name_set,
+            templates,
+            options,
+            pace,
+            workers=workers or the_plan.settings.workers,
+            api_latency=api_latency,
+            origin=origin,
+            as_json=as_json,
+            out=out,
+        )
+
+
+def _show_simulation(
+    the_plan: Plan,
+    name_set: NameSet,
+    pace: PaceOptions,
+    origin_capacity: float | None,
+    hard: bool,
+    seed: int,
+    as_json: bool,
+    out: Console,
+) -> None:
+    """The purge run for real against the simulated CDN and origin, in virtual time."""
+    config = SimConfig(seed=seed, capacity=origin_capacity or SimConfig().capacity)
+    control = ControlSettings(
+        initial_rate=min(50.0, pace.rate), max_rate=pace.rate, feedback_delay=45
+    )
+    result = simulate_purge(
+        plan=the_plan,
+        name_set=name_set,
+        config=config,
+        control=control,
+        signals=origin_signals(config, p99_limit=0.5, p99_critical=2.0),
+        rate=pace.rate,
+        concurrency=pace.concurrency,
+        hard=hard,
+    )
+    document = simulation_to_json(result, config)
+    if as_json:
+        typer.echo(json.dumps(document, indent=1))
+    else:
+        render_simulation(out, document)

@@ -1,0 +1,370 @@
+"""``purger run``: purge a plan, batched, paced, resumable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+from rich.console import Console
+
+from purger.cli._app import (
+    ExitCode,
+    FormatOpt,
+    MaxWeightOpt,
+    NameColumnOpt,
+    NamesUrlOpt,
+    NormalizeOpt,
+    SampleOpt,
+    ShardsOpt,
+    SignalOpt,
+    SignalsFileOpt,
+    StrictOpt,
+    WeightColumnOpt,
+    WeightTransformOpt,
+    _exit_codes,
+    _missing,
+    _plan_and_names,
+    _signals,
+    app,
+)
+from purger.cli.estimate import _show_forecast
+from purger.control import ControlSettings, Decision
+from purger.errors import UsageError
+from purger.health import SignalSpec
+from purger.launch import (
+    PaceOptions,
+    execute_run,
+)
+from purger.names import (
+    NameSet,
+    Normalization,
+    WeightSpec,
+    WeightTransform,
+)
+from purger.pacing import AnyioClock
+from purger.plan import (
+    Plan,
+    PlanSettings,
+)
+from purger.providers import PROVIDER_NAMES, ProviderOptions
+from purger.report import (
+    format_duration,
+)
+from purger.run import RunSettings, RunStatistics, RunStatus
+from purger.sources import (
+    SourceFormat,
+)
+from purger.state import StateSummary
+from purger.targets import Template, parse_templates
+
+
+class Network(StrEnum):
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class AkamaiAction(StrEnum):
+    INVALIDATE = "invalidate"
+    DELETE = "delete"
+
+
+class AkamaiKeyType(StrEnum):
+    TAG = "tag"
+    CPCODE = "cpcode"
+
+
+@app.command()
+def run(
+    plan_or_names: Annotated[
+        str | None,
+        typer.Argument(
+            help="A plan file from 'purger plan --out', or a names source planned on the fly.",
+            show_default=False,
+        ),
+    ] = None,
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider", help=f"CDN API: {', '.join(PROVIDER_NAMES)}.", show_default=False
+        ),
+    ] = "",
+    key_template: Annotated[
+        list[str] | None,
+        typer.Option("--key-template", help="Surrogate key per name, e.g. 'project/{name}'."),
+    ] = None,
+    url_template: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url-template", help="URL per name, e.g. 'https://pypi.org/pypi/{name}/json'."
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="SQLite file recording progress (required).", metavar="FILE"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run recorded in --state.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Send nothing; print what would be sent and how long."),
+    ] = False,
+    rate: Annotated[
+        float,
+        typer.Option("--rate", help="Targets per second at most ('inf': provider limits only)."),
+    ] = 500.0,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="API calls in flight at most.", min=1)
+    ] = 8,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Shards purged at once (default: the plan's).", min=1),
+    ] = None,
+    max_duration: Annotated[
+        float | None,
+        typer.Option("--max-duration", help="Stop cleanly (exit 3, resumable) after SECONDS."),
+    ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option("--drain-timeout", help="On a stop, seconds to wait for calls in flight."),
+    ] = 30.0,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="Send API calls here (a proxy or a fake).")
+    ] = None,
+    hard: Annotated[
+        bool, typer.Option("--hard", help="Hard purge (evict) instead of the default soft purge.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each API call.")] = 10.0,
+    service_id: Annotated[str | None, typer.Option("--service-id", help="Fastly service.")] = None,
+    zone_id: Annotated[str | None, typer.Option("--zone-id", help="Cloudflare zone.")] = None,
+    files_cap: Annotated[
+        int, typer.Option("--files-cap", help="Cloudflare URLs per call: 30, 100 or 500.")
+    ] = 30,
+    edgerc: Annotated[
+        Path | None, typer.Option("--edgerc", help="Akamai credentials file (~/.edgerc).")
+    ] = None,
+    edgerc_section: Annotated[
+        str, typer.Option("--edgerc-section", help="Section of --edgerc.")
+    ] = "default",
+    network: Annotated[
+        Network, typer.Option("--network", help="Akamai network.")
+    ] = Network.PRODUCTION,
+    akamai_action: Annotated[
+        AkamaiAction, typer.Option("--akamai-action", help="Akamai: invalidate (soft) or delete.")
+    ] = AkamaiAction.INVALIDATE,
+    akamai_key_type: Annotated[
+        AkamaiKeyType, typer.Option("--akamai-key-type", help="Akamai keys are tags or cpcodes.")
+    ] = AkamaiKeyType.TAG,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", help="Varnish node http://host:port (repeat for each node)."),
+    ] = None,
+    key_header: Annotated[
+        str | None,
+        typer.Option("--key-header", help="Varnish header for keys (xkey-softpurge / xkey-purge)."),
+    ] = None,
+    names: Annotated[
+        str | None,
+        typer.Option(
+            "--names", help="With a plan file: where its names are, if moved.", metavar="FILE"
+        ),
+    ] = None,
+    signal: SignalOpt = None,
+    signals_file: SignalsFileOpt = None,
+    feedback_delay: Annotated[
+        float,
+        typer.Option(
+            "--feedback-delay",
+            help="With signals: seconds from a purge to its effect on the metrics (refill + lag).",
+        ),
+    ] = 60.0,
+    tick: Annotated[
+        float, typer.Option("--tick", help="With signals: seconds between health readings.")
+    ] = 5.0,
+    min_rate: Annotated[
+        float, typer.Option("--min-rate", help="With signals: never slower than this.")
+    ] = 1.0,
+    initial_rate: Annotated[
+        float | None,
+        typer.Option("--initial-rate", help="With signals: start here (default: min(50, --rate))."),
+    ] = None,
+    names_url: NamesUrlOpt = None,
+    sample: SampleOpt = False,
+    fmt: FormatOpt = SourceFormat.AUTO,
+    name_column: NameColumnOpt = "name",
+    weight_column: WeightColumnOpt = None,
+    weight_transform: WeightTransformOpt = WeightTransform.NONE,
+    normalize: NormalizeOpt = Normalization.PEP503,
+    strict: StrictOpt = False,
+    shards: ShardsOpt = None,
+    max_weight: MaxWeightOpt = None,
+) -> None:
+    """Purge every name's targets, shard by shard, batched, paced and resumable.
+
+    [b]Example:[/] FASTLY_API_TOKEN=... purger run plan.json --provider fastly
+    --service-id SVC --key-template 'project/{name}' --state purge.sqlite
+    """
+    out = Console()
+    err = Console(stderr=True)
+    with _exit_codes(err):
+        templates = parse_templates(key_template or (), url_template or ())
+        pace = PaceOptions(rate=rate, concurrency=concurrency)
+        health = _signals(signal, signals_file)
+        control = (
+            ControlSettings(
+                initial_rate=initial_rate if initial_rate is not None else min(50.0, rate),
+                min_rate=min_rate,
+                max_rate=rate,  # --rate stays the ceiling: health only ever slows below it
+                feedback_delay=feedback_delay,
+                tick=tick,
+            )
+            if health
+            else None
+        )
+        options = ProviderOptions(
+            name=provider or _missing("--provider"),
+            api_base=api_base,
+            hard=hard,
+            timeout=timeout,
+            service_id=service_id,
+            zone_id=zone_id,
+            files_cap=files_cap,
+            edgerc=edgerc,
+            edgerc_section=edgerc_section,
+            network=network.value,
+            akamai_action=akamai_action.value,
+            akamai_key_type=akamai_key_type.value,
+            endpoints=tuple(endpoint or ()),
+            key_header=key_header,
+        )
+        the_plan, name_set = _plan_and_names(
+            plan_or_names,
+            names=names,
+            names_url=names_url,
+            sample=sample,
+            fmt=fmt,
+            name_column=name_column,
+            weight=WeightSpec(column=weight_column, transform=weight_transform),
+            normalization=normalize,
+            strict=strict,
+            settings=PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight),
+            err=err,
+        )
+        run_settings = RunSettings(
+            workers=workers or the_plan.settings.workers,
+            max_duration=max_duration,
+            drain_timeout=drain_timeout,
+        )
+        if dry_run:
+            _show_forecast(
+                the_plan,
+                name_set,
+                templates,
+                options,
+                pace,
+                workers=run_settings.workers,
+                api_latency=None,
+                origin=None,
+                as_json=False,
+                out=out,
+            )
+            return
+        if state is None:
+            raise UsageError("--state FILE is required: it records progress so nothing is lost")
+        if resume and not state.exists():
+            raise UsageError(f"no state at {state} to resume (without --resume a new run starts)")
+        code = _run_with_state(
+            state,
+            resume,
+            the_plan,
+            name_set,
+            templates,
+            options,
+            pace,
+            run_settings,
+            err,
+            health,
+            control,
+        )
+    raise typer.Exit(code)
+
+
+def _run_with_state(
+    path: Path,
+    resume: bool,
+    the_plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    pace: PaceOptions,
+    settings: RunSettings,
+    err: Console,
+    health: Sequence[SignalSpec],
+    control: ControlSettings | None,
+) -> int:
+    def on_decision(decision: Decision) -> None:
+        pressure = "unknown" if decision.pressure is None else f"{decision.pressure:.2f}"
+        err.print(
+            f"control: {decision.action} -> {decision.rate:,.0f} targets/s "
+            f"(pressure {pressure}): {decision.reason}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+    def on_resume(summary: StateSummary) -> None:
+        err.print(
+            f"resuming {path}: {summary.shards_done}/{summary.shards} shards done, "
+            f"{summary.targets_done:,} targets purged",
+            highlight=False,
+        )
+
+    def report(stats: RunStatistics) -> None:
+        eta = "ETA unknown" if stats.eta_s is None else f"ETA {format_duration(stats.eta_s)}"
+        err.print(
+            f"{stats.elapsed:7.0f} s  {stats.targets:,} targets in {stats.batches:,} calls, "
+            f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed, "
+            f"{stats.rate:,.0f}/s, {eta}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    outcome, total = anyio.run(
+        partial(
+            execute_run,
+            plan=the_plan,
+            name_set=name_set,
+            templates=templates,
+            options=options,
+            env=os.environ,
+            pace=pace,
+            settings=settings,
+            state_path=path,
+            resume=resume,
+            clock=AnyioClock(),
+            report=report,
+            on_resume=on_resume,
+            signals=health,
+            control=control,
+            on_decision=on_decision,
+        )
+    )
+    report(outcome.statistics)
+    if outcome.status is RunStatus.STOPPED:
+        err.print(
+            f"stopped: {outcome.reason}; resume with --resume --state {path}", highlight=False
+        )
+        return ExitCode.STOPPED
+    if total.failures:
+        err.print(
+            f"done, but {total.failures:,} targets failed (listed in {path})", highlight=False
+        )
+        return ExitCode.FAILED_TARGETS
+    err.print(f"done: {total.targets_done:,} targets purged", highlight=False)
+    return ExitCode.OK
