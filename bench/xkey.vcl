@@ -35,6 +35,9 @@ sub vcl_recv {
         # one URL: look the object up (URL + Host, P6) and purge it in vcl_hit/vcl_miss
         return (hash);
     }
+    if (req.url == "/wrk-idle") {
+        return (synth(204, "Idle"));  # bench/lua/each.lua idles spare connections here
+    }
     if (req.method != "GET" && req.method != "HEAD") { return (pass); }
     if (req.url ~ "^/(metrics|healthz|admin)") { return (pass); }
     unset req.http.Cookie;
