@@ -85,6 +85,8 @@ class RunStatistics:
     shards_done: int
     shards: int
     elapsed: float
+    #: Calls accepted that purged no object by the provider's own count (Varnish says).
+    empty_batches: int = 0
     #: Targets per second over the last minute or so; 0 before the first estimate.
     rate: float = 0.0
     #: Seconds left at that rate, the biggest remaining shard considered; ``None``: unknown.
@@ -144,6 +146,9 @@ class Run:
         self._reason: str | None = None
         self._fatal: AuthError | None = None
         self._batches = self._targets = self._failures = 0
+        # Calls the provider accepted but said purged nothing (Varnish counts objects): all
+        # of them empty usually means a wrong template or Host, as in PyPI's 2022 outage.
+        self._empty = 0
         self._started = clock.now()
         self._shard_targets: dict[int, int] = {}
         self._rate = 0.0
@@ -163,6 +168,7 @@ class Run:
             elapsed=self._clock.now() - self._started,
             rate=self._rate,
             eta_s=self._eta,
+            empty_batches=self._empty,
         )
 
     def _should_stop(self) -> bool:
@@ -424,7 +430,7 @@ class Run:
             if self._fatal is not None:
                 raise self._fatal  # refused credentials: send nothing more
             try:
-                await provider.purge(batch)
+                result = await provider.purge(batch)
             except RateLimitedError as error:
                 self._pacer.limit.on_overload()
                 if error.retry_after is not None:
@@ -436,3 +442,5 @@ class Run:
         self._pacer.limit.on_success()
         self._batches += 1
         self._targets += len(batch)
+        if result.purged == 0:
+            self._empty += 1

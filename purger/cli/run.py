@@ -356,6 +356,14 @@ def _run_with_state(
         )
     )
     report(outcome.statistics)
+    stats = outcome.statistics
+    if stats.batches and stats.empty_batches == stats.batches:
+        err.print(
+            f"warning: {options.name} purged no object in any of the {stats.batches:,} calls: "
+            "if the objects were cached, check the templates (and the Host of URL templates)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if outcome.status is RunStatus.STOPPED:
         err.print(
             f"stopped: {outcome.reason}; resume with --resume --state {path}", highlight=False

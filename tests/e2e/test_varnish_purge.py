@@ -98,6 +98,7 @@ def test_hard_key_purge_refetches_every_object_exactly_once(cache, tmp_path):
     args = ("--key-template", "project/{name}", "--hard", "--rate", "inf")
     stderr = run_purger(cache, path, tmp_path / "state.sqlite", *args)
     assert f"done: {NAMES:,} targets purged" in stderr
+    assert "purged no object" not in stderr
 
     again = get_all(cache, names)
     assert again.tally == {"MISS/2/200": NAMES}  # every GET went to the origin...
@@ -140,12 +141,14 @@ def test_url_purge_with_the_clients_host_refetches_every_object_once(cache, tmp_
 
 
 def test_url_purge_with_another_host_purges_nothing(cache, tmp_path):
-    """A URL purge with another Host purges nothing: the cache is keyed on URL and Host."""
+    """A URL purge with another Host purges nothing (the cache is keyed on URL and Host),
+    and purger warns that no call purged anything."""
     path, names = write_names(tmp_path, "host", 1_000)
     warm(cache, names, host=CLIENT_HOST)
 
     args = ("--url-template", "http://other.test/pypi/{name}/json", "--rate", "inf")
-    run_purger(cache, path, tmp_path / "state.sqlite", *args)  # exits 0: Varnish said "0"
+    stderr = run_purger(cache, path, tmp_path / "state.sqlite", *args)  # Varnish said "0"
+    assert "varnish purged no object in any of the 1,000 calls" in stderr  # and purger says so
 
     still = get_all(cache, names, host=CLIENT_HOST)
     assert still.tally == {"HIT/1/200": len(names)}
