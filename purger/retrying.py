@@ -7,6 +7,7 @@ backs off the same way when it did not say. Both are bounded by attempts and by 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -49,6 +50,16 @@ async def call_with_retries(
 ) -> T:
     """Await ``call()`` until it succeeds, a non-retryable error is raised, or the policy
     is spent (the last error is raised)."""
+    # Almost every call succeeds at once: try it before building any retry machinery,
+    # which costs about a tenth of a URL purge's CPU time.
+    started = clock.now()
+    try:
+        return await call()
+    except Exception as error:
+        if not _is_retryable(error) or policy.attempts <= 1 or policy.total_seconds <= 0:
+            raise
+        await clock.sleep(_first_wait(error, policy))
+    elapsed = clock.now() - started
     jitter = wait_random_exponential(multiplier=policy.backoff_base, max=policy.backoff_max)
 
     def wait(state: RetryCallState) -> float:
@@ -58,7 +69,8 @@ async def call_with_retries(
         return float(jitter(state))
 
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_seconds),
+        stop=stop_after_attempt(policy.attempts - 1)
+        | stop_after_delay(max(0.0, policy.total_seconds - elapsed)),
         wait=wait,
         retry=retry_if_exception(_is_retryable),
         sleep=clock.sleep,
@@ -71,3 +83,10 @@ async def call_with_retries(
         return await call()
 
     return await retrying(attempt)
+
+
+def _first_wait(error: BaseException, policy: RetryPolicy) -> float:
+    """The wait after the first failure, as tenacity would compute it for attempt 1."""
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        return max(0.0, min(error.retry_after, policy.total_seconds))
+    return random.uniform(0, min(policy.backoff_max, policy.backoff_base))  # noqa: S311 - jitter
