@@ -133,7 +133,8 @@ def test_first_letter_on_pypi_with_36_workers_is_set_by_p():
     p_names = sum(1 for n in names.names if n[0] == "p")
     assert result.first_letter.duration_s == pytest.approx(p_names * 0.25)
     assert 4.0 < result.first_letter.duration_s / result.first_letter_ideal_s < 4.6
-    assert result.estimate.duration_s < 1.1 * len(names.names) / 256 * 0.25 / (36 / 36)
+    # The balanced plan is held back by no tail: its duration is its slowest global bound.
+    assert result.estimate.duration_s <= 1.05 * max(result.estimate.bounds.values())
 
 
 def test_estimate_json_has_the_documented_shape():

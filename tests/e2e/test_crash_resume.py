@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cache() -> Iterator[RecordingCache]:
+def recording_cache() -> Iterator[RecordingCache]:
     server = RecordingCache()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -72,7 +72,9 @@ def cache() -> Iterator[RecordingCache]:
         server.server_close()
 
 
-def purger_run(names: Path, state: Path, cache: RecordingCache, *, resume: bool) -> list[str]:
+def purger_run(
+    names: Path, state: Path, recording_cache: RecordingCache, *, resume: bool
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -82,7 +84,7 @@ def purger_run(names: Path, state: Path, cache: RecordingCache, *, resume: bool)
         "--provider",
         "varnish",
         "--endpoint",
-        cache.url,
+        recording_cache.url,
         "--key-template",
         "project/{name}",
         "--state",
@@ -97,7 +99,7 @@ def purger_run(names: Path, state: Path, cache: RecordingCache, *, resume: bool)
     ]
 
 
-def test_sigkill_and_resume_loses_nothing(tmp_path, cache):
+def test_sigkill_and_resume_loses_nothing(tmp_path, recording_cache):
     """Killed four times at random moments, resumed each time: every key is purged at least
     once, and the keys purged twice fit in the batches that could be in flight at a kill."""
     names = tmp_path / "names.txt"
@@ -107,7 +109,7 @@ def test_sigkill_and_resume_loses_nothing(tmp_path, cache):
     kills = 0
     for attempt in range(KILLS + 1):
         # Killed before it created its state, a run has nothing to resume: start it again.
-        command = purger_run(names, state, cache, resume=state.exists())
+        command = purger_run(names, state, recording_cache, resume=state.exists())
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if attempt < KILLS:
             time.sleep(rnd.uniform(0.6, 1.4))
@@ -120,8 +122,8 @@ def test_sigkill_and_resume_loses_nothing(tmp_path, cache):
         assert process.returncode == 0, stderr.decode()
 
     expected = {f"project/pkg{i:05d}" for i in range(NAMES)}
-    assert set(cache.purged) == expected  # nothing missed, nothing extra
-    twice = sum(count - 1 for count in cache.purged.values())
+    assert set(recording_cache.purged) == expected  # nothing missed, nothing extra
+    twice = sum(count - 1 for count in recording_cache.purged.values())
     # In flight at a kill: the calls under the concurrency cap, plus one batch whose
     # confirmation had not reached the state file yet.
     bound = kills * (CONCURRENCY + 1) * MAX_KEYS_PER_BATCH
@@ -130,14 +132,14 @@ def test_sigkill_and_resume_loses_nothing(tmp_path, cache):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_cleanly_with_exit_3_and_resume_finishes(tmp_path, cache, signum):
+def test_a_signal_stops_cleanly_with_exit_3_and_resume_finishes(tmp_path, recording_cache, signum):
     """SIGTERM or Ctrl-C: no new batches, checkpoint, exit 3; the resume purges the rest
     and nothing is purged twice (the stop waited for the calls in flight)."""
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"pkg{i:05d}" for i in range(NAMES)) + "\n")
     state = tmp_path / "state.sqlite"
     process = subprocess.Popen(
-        purger_run(names, state, cache, resume=False),
+        purger_run(names, state, recording_cache, resume=False),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -147,10 +149,13 @@ def test_a_signal_stops_cleanly_with_exit_3_and_resume_finishes(tmp_path, cache,
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 3, stderr.decode()
     assert f"{signal.Signals(signum).name} received" in stderr.decode()
-    assert 0 < sum(cache.purged.values()) < NAMES
+    assert 0 < sum(recording_cache.purged.values()) < NAMES
 
     resumed = subprocess.run(
-        purger_run(names, state, cache, resume=True), capture_output=True, timeout=120, check=False
+        purger_run(names, state, recording_cache, resume=True),
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     assert resumed.returncode == 0, resumed.stderr.decode()
-    assert cache.purged == Counter({f"project/pkg{i:05d}": 1 for i in range(NAMES)})
+    assert recording_cache.purged == Counter({f"project/pkg{i:05d}": 1 for i in range(NAMES)})
