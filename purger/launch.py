@@ -218,10 +218,9 @@ def forecast(
 
 def _pacer(pace: PaceOptions, provider: Provider, clock: Clock) -> Pacer:
     buckets = provider.limits.buckets
-    rate_burst = 1.0 if math.isinf(pace.rate) else max(1.0, pace.rate)  # one second's worth
     return Pacer(
         clock=clock,
-        targets=TokenBucket(pace.rate, rate_burst, clock),
+        targets=TokenBucket.with_burst_seconds(pace.rate, 1.0, clock),
         call_buckets=[
             TokenBucket(b.per_second, b.burst, clock) for b in buckets if b.unit == "calls"
         ],

@@ -51,6 +51,11 @@ class TokenBucket:
     more than ``burst`` is not refused: it waits until the bucket could have refilled that
     much. Setting :attr:`rate` takes effect for the next reservation. The bucket starts
     empty-handed rather than full, so a run does not open with a burst (algorithms.md A.10).
+
+    A provider's bucket has a burst in tokens, whatever the rate. A bucket whose rate a
+    controller sets (:meth:`with_burst_seconds`) has a burst in *time*: one second's worth
+    of whatever the rate is now. Otherwise a cut from 2,000/s to 50/s would keep a burst of
+    2,000 targets, 40 s of the new rate, and the cut would not slow anything for a while.
     """
 
     def __init__(self, rate: float, burst: float, clock: Clock) -> None:
@@ -59,7 +64,24 @@ class TokenBucket:
         self._clock = clock
         self._rate = rate
         self._burst = burst
+        self._burst_seconds: float | None = None
         self._tat = clock.now() + (0.0 if math.isinf(rate) else burst / rate)
+
+    @classmethod
+    def with_burst_seconds(cls, rate: float, seconds: float, clock: Clock) -> TokenBucket:
+        """A bucket whose burst is ``seconds`` of its rate, as the rate changes."""
+        if not seconds > 0:
+            raise ValueError("seconds must be > 0")
+        bucket = cls(rate, 1.0 if math.isinf(rate) else rate * seconds, clock)
+        bucket._burst_seconds = seconds
+        return bucket
+
+    @property
+    def burst(self) -> float:
+        """Tokens that may go at once."""
+        if self._burst_seconds is None or math.isinf(self._rate):
+            return self._burst
+        return self._rate * self._burst_seconds
 
     @property
     def rate(self) -> float:
@@ -78,7 +100,7 @@ class TokenBucket:
         now = self._clock.now()
         interval = 1.0 / self._rate
         self._tat = max(self._tat, now) + amount * interval
-        return max(0.0, self._tat - self._burst * interval - now)
+        return max(0.0, self._tat - self.burst * interval - now)
 
     async def acquire(self, amount: float = 1.0) -> None:
         delay = self.reserve(amount)
@@ -86,7 +108,7 @@ class TokenBucket:
             await self._clock.sleep(delay)
 
     def __repr__(self) -> str:
-        return f"TokenBucket(rate={self._rate:g}/s, burst={self._burst:g})"
+        return f"TokenBucket(rate={self._rate:g}/s, burst={self.burst:g})"
 
 
 class AdaptiveLimit:

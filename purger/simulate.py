@@ -176,7 +176,7 @@ async def _simulate(
         )
         pacer = Pacer(
             clock=clock,
-            targets=TokenBucket(rate, 1.0 if math.isinf(rate) else max(1.0, rate), clock),
+            targets=TokenBucket.with_burst_seconds(rate, 1.0, clock),
             limit=AdaptiveLimit(options.concurrency, clock=clock),
         )
         run = Run(

@@ -57,6 +57,27 @@ def test_changing_the_rate_applies_to_the_next_reservation():
     assert third - second == pytest.approx(1.0)
 
 
+def test_a_cut_rate_keeps_a_burst_of_one_second_of_the_new_rate():
+    """A controller's cut from 2,000/s to 50/s slows the next grants at once: the bucket's
+    burst follows the rate (one second's worth), instead of letting 2,000 targets through."""
+    clock = FakeClock()
+    bucket = TokenBucket.with_burst_seconds(2000, 1.0, clock)
+    clock.time += 10  # idle: the bucket is as full as it gets
+    bucket.rate = 50
+    assert bucket.burst == 50
+    waits = [bucket.reserve(10) for _ in range(20)]  # 200 targets asked at once
+    granted_now = 10 * sum(1 for wait in waits if wait == 0)
+    assert granted_now <= 50
+    assert waits[-1] == pytest.approx((200 - 50) / 50)
+
+
+def test_a_provider_bucket_keeps_its_burst_in_tokens():
+    """A fixed bucket's burst does not change with its rate (a provider's published limit)."""
+    bucket = TokenBucket(10, 100, FakeClock())
+    bucket.rate = 1000
+    assert bucket.burst == 100
+
+
 def test_a_request_larger_than_the_burst_waits_instead_of_failing():
     """256 keys through a bucket of 10: it waits for the tokens rather than raising."""
     clock = FakeClock()
