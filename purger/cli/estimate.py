@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated
 
 import anyio
@@ -77,7 +78,9 @@ def _show_forecast(
 
     async def build() -> tuple[Forecast, bool]:
         async with httpx.AsyncClient() as client:  # never used: nothing is sent
-            real = create_provider(options, client, DryRunEnv(os.environ))
+            # A dry run needs no credentials: no token file is read either.
+            dry = replace(options, token_file=None)
+            real = create_provider(dry, client, DryRunEnv(os.environ))
             result = forecast(
                 the_plan,
                 name_set,

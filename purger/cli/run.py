@@ -143,6 +143,14 @@ def run(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each API call.")] = 10.0,
     service_id: Annotated[str | None, typer.Option("--service-id", help="Fastly service.")] = None,
     zone_id: Annotated[str | None, typer.Option("--zone-id", help="Cloudflare zone.")] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding the Fastly or Cloudflare API token (instead of its variable).",
+            metavar="FILE",
+        ),
+    ] = None,
     files_cap: Annotated[
         int, typer.Option("--files-cap", help="Cloudflare URLs per call: 30, 100 or 500.")
     ] = 30,
@@ -234,6 +242,7 @@ def run(
             timeout=timeout,
             service_id=service_id,
             zone_id=zone_id,
+            token_file=token_file,
             files_cap=files_cap,
             edgerc=edgerc,
             edgerc_section=edgerc_section,
