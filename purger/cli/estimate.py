@@ -28,6 +28,7 @@ from purger.cli._app import (
     _plan_and_names,
     app,
 )
+from purger.cli._job import ConfigOpt
 from purger.control import ControlSettings
 from purger.estimate import OriginModel
 from purger.launch import (
@@ -175,6 +176,7 @@ def estimate(
     strict: StrictOpt = False,
     shards: ShardsOpt = None,
     max_weight: MaxWeightOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """How long a purge will take, what bounds it, and how much it adds to the origin,
     beside PyPI's 2022 method (one shard per first character, one key per call).

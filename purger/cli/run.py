@@ -33,6 +33,7 @@ from purger.cli._app import (
     _signals,
     app,
 )
+from purger.cli._job import ConfigOpt
 from purger.cli.estimate import _show_forecast
 from purger.control import ControlSettings, Decision
 from purger.errors import UsageError
@@ -212,6 +213,7 @@ def run(
     strict: StrictOpt = False,
     shards: ShardsOpt = None,
     max_weight: MaxWeightOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Purge every name's targets, shard by shard, batched, paced and resumable.
 
