@@ -135,7 +135,7 @@ def _from_document(
         elif table == "signal":
             signals += _signals_of(path, content, problems)
         elif table not in _TABLES:
-            problems.append(Problem(table, f"{path}: {table}: unknown {_unknown(table, content)}"))
+            problems.append(Problem(table, f"{path}: {table}: {_unknown(table, content)}"))
         elif not isinstance(content, dict):
             problems.append(Problem(table, f"{path}: {table}: must be a table ([{table}])"))
         else:
@@ -238,11 +238,15 @@ def _secret_advice(provider: object) -> str:
 def _unknown(key: str, content: object = None) -> str:
     """``unknown key``, with the nearest known key when one is close."""
     if "." not in key and isinstance(content, dict):
-        return f"table; tables: {', '.join(_TABLES)}, [[signal]]"
+        return f"unknown table; tables: {', '.join(_TABLES)}, [[signal]]"
     leaf = key.rpartition(".")[2]
+    # The flag's name first (``rate`` is --rate, pacing.max_rate), then the key's last part
+    # in another table, then spelling.
+    flag = "--" + leaf.replace("_", "-")
     near = (
-        difflib.get_close_matches(key, _BY_KEY, n=1, cutoff=0.75)
-        or [s.key for s in SETTINGS if s.key.endswith("." + leaf)][:1]
+        [s.key for s in SETTINGS if s.flag == flag]
+        or [s.key for s in SETTINGS if s.key.endswith("." + leaf)]
+        or difflib.get_close_matches(key, _BY_KEY, n=1, cutoff=0.75)
     )
     hint = f" (did you mean {near[0]}?)" if near else ""
     return f"unknown key{hint}"

@@ -32,6 +32,8 @@ _SPECIAL = frozenset({"names.source", "plan.file"})  # mapped by job_defaults it
 
 
 def _use_job(ctx: typer.Context, value: Path | None) -> Path | None:
+    if ctx.resilient_parsing:  # shell completion: never fail, never read files
+        return value
     with _exit_codes(Console(stderr=True)):
         job = read_job(value, os.environ)
         defaults = job_defaults(job, ctx.command.params)
