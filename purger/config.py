@@ -67,11 +67,6 @@ class Job:
     origins: Mapping[str, Origin] = field(default_factory=lambda: MappingProxyType({}))
     signals: tuple[SignalSpec, ...] = ()
 
-    def get(self, key: str) -> Value | None:
-        if key not in _BY_KEY:
-            raise KeyError(key)
-        return self.values.get(key)
-
 
 def read_job(path: Path | None, env: Mapping[str, str]) -> Job:
     """The job in ``path`` (none: the environment alone) overridden by ``PURGER_*``

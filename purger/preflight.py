@@ -109,15 +109,15 @@ def _check_targets(job: Job, problems: list[Problem]) -> None:
     if not keys and not urls:
         message = "missing: purger run needs targets.key_templates or targets.url_templates"
         problems.append(_problem(job, "targets.key_templates", message))
-    for key, templates, flag in (
-        ("targets.key_templates", keys, "--key-template "),
-        ("targets.url_templates", urls, "--url-template "),
-    ):
-        for template in templates:
-            try:
-                parse_templates(*(([template], []) if "key" in key else ([], [template])))
-            except UsageError as err:
-                problems.append(_problem(job, key, str(err).removeprefix(flag)))
+    # One at a time, so that each bad template is named; targets.py words the problem.
+    checks: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
+    checks = [("targets.key_templates", "--key-template ", (t,), ()) for t in keys]
+    checks += [("targets.url_templates", "--url-template ", (), (t,)) for t in urls]
+    for key, flag, as_key, as_url in checks:
+        try:
+            parse_templates(as_key, as_url)
+        except UsageError as err:
+            problems.append(_problem(job, key, str(err).removeprefix(flag)))
 
 
 def _strings(value: Value | None) -> tuple[str, ...]:

@@ -249,7 +249,10 @@ def _describe(setting: Setting) -> str:
 
 
 def shown(value: object) -> str:
-    """A value in a message: JSON-like, cut short. Only ever called for non-secret keys."""
+    """A value in a message: JSON-like, cut short. Only ever called for non-secret keys;
+    a table is not shown at all, since a credential could sit one level down in it."""
+    if isinstance(value, dict):
+        return "a table"
     text = json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
 

@@ -250,6 +250,14 @@ def test_a_secret_in_the_file_is_refused_and_never_shown(tmp_path, toml, pointer
     assert SECRET not in repr(caught.value)
 
 
+def test_a_secret_one_level_down_is_not_shown_in_a_type_error(tmp_path):
+    """An inline table where a string belongs is refused without showing what it holds."""
+    path = write(tmp_path, f'[provider]\nservice_id = {{ token = "{SECRET}" }}\n')
+    (problem,) = problems_of(path)
+    assert "provider.service_id: must be a string, got a table" in problem
+    assert SECRET not in problem
+
+
 def test_a_secret_looking_variable_is_refused_and_never_shown():
     """PURGER_PROVIDER_TOKEN is not a setting: say where the token goes, not what it is."""
     (problem,) = problems_of(None, {"PURGER_PROVIDER_TOKEN": SECRET})
