@@ -226,6 +226,17 @@ def test_a_run_reads_the_token_from_token_file_and_keeps_it_out_of_everything(jo
             assert TOKEN.encode() not in file.read_bytes(), file
 
 
+def test_a_dry_run_reads_no_token_file(job_dir, httpx_mock):
+    """--dry-run needs no credentials: a token file that is not there does not matter."""
+    path = write_job(
+        job_dir, "[provider]\nname = 'fastly'\nservice_id = 'S'\ntoken_file = 'absent.token'\n"
+    )
+    result = invoke("run", "--config", str(path), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "estimate (nothing sent)" in result.stdout
+    assert not (job_dir / "state.sqlite").exists()
+
+
 # purger config check and show
 
 
