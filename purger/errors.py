@@ -4,6 +4,7 @@
 
     PurgerError
      ├── UsageError              the command, a flag or a config value is wrong      (exit 2)
+     │    ├── ConfigError        a job file or PURGER_* variable holds bad values    (exit 2)
      │    ├── InputError         a names source or plan file cannot be used as given (exit 2)
      │    └── StateMismatchError a state file belongs to another plan or provider    (exit 2)
      ├── UnavailableError        something purger needs could not be used            (exit 4)
@@ -20,8 +21,11 @@ a secret. ``cli.py`` alone maps these classes to exit codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AuthError",
+    "ConfigError",
     "InputError",
     "LockedError",
     "ProviderError",
@@ -41,6 +45,23 @@ class PurgerError(Exception):
 
 class UsageError(PurgerError):
     """The command line or configuration asks for something purger cannot do."""
+
+
+class ConfigError(UsageError):
+    """A job file or the ``PURGER_*`` environment holds bad values.
+
+    ``problems`` lists every one, each naming its file and dotted key or its variable
+    (``purger.toml: pacing.max_rate: must be > 0``). The message is the first, one line,
+    with a count of the rest: ``purger config check`` prints them all.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        if not problems:
+            raise ValueError("a ConfigError needs at least one problem")
+        self.problems = tuple(problems)
+        more = len(self.problems) - 1
+        suffix = f" (and {more} more: purger config check lists them all)" if more else ""
+        super().__init__(self.problems[0] + suffix)
 
 
 class InputError(UsageError):

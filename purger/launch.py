@@ -93,8 +93,15 @@ def check_names_match(plan: Plan, name_set: NameSet, where: str) -> None:
 
 
 def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Template]) -> RunRecord:
-    """What the state file records about this run: no secret is in ``options``."""
-    stored = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    """What the state file records about this run: no secret is in ``options``.
+
+    Where the token is read from is not part of the run: a resume may read it elsewhere.
+    """
+    stored = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in asdict(options).items()
+        if k != "token_file"
+    }
     stored["endpoints"] = list(options.endpoints)
     return RunRecord(
         fingerprint=plan.fingerprint,

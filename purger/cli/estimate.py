@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated
 
 import anyio
@@ -27,6 +28,7 @@ from purger.cli._app import (
     _plan_and_names,
     app,
 )
+from purger.cli._job import ConfigOpt
 from purger.control import ControlSettings
 from purger.estimate import OriginModel
 from purger.launch import (
@@ -77,7 +79,9 @@ def _show_forecast(
 
     async def build() -> tuple[Forecast, bool]:
         async with httpx.AsyncClient() as client:  # never used: nothing is sent
-            real = create_provider(options, client, DryRunEnv(os.environ))
+            # A dry run needs no credentials: no token file is read either.
+            dry = replace(options, token_file=None)
+            real = create_provider(dry, client, DryRunEnv(os.environ))
             result = forecast(
                 the_plan,
                 name_set,
@@ -172,6 +176,7 @@ def estimate(
     strict: StrictOpt = False,
     shards: ShardsOpt = None,
     max_weight: MaxWeightOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """How long a purge will take, what bounds it, and how much it adds to the origin,
     beside PyPI's 2022 method (one shard per first character, one key per call).

@@ -24,6 +24,7 @@ from purger.cli._app import (
     _load_names,
     app,
 )
+from purger.cli._job import ConfigOpt
 from purger.names import (
     Normalization,
     WeightSpec,
@@ -79,6 +80,7 @@ def plan(
             help="Also show the makespan of one shard per first character (PyPI 2022).",
         ),
     ] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Cut a name space into balanced shards by prefix.
 

@@ -33,6 +33,7 @@ from purger.cli._app import (
     _signals,
     app,
 )
+from purger.cli._job import ConfigOpt
 from purger.cli.estimate import _show_forecast
 from purger.control import ControlSettings, Decision
 from purger.errors import UsageError
@@ -143,6 +144,14 @@ def run(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each API call.")] = 10.0,
     service_id: Annotated[str | None, typer.Option("--service-id", help="Fastly service.")] = None,
     zone_id: Annotated[str | None, typer.Option("--zone-id", help="Cloudflare zone.")] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding the Fastly or Cloudflare API token (instead of its variable).",
+            metavar="FILE",
+        ),
+    ] = None,
     files_cap: Annotated[
         int, typer.Option("--files-cap", help="Cloudflare URLs per call: 30, 100 or 500.")
     ] = 30,
@@ -204,6 +213,7 @@ def run(
     strict: StrictOpt = False,
     shards: ShardsOpt = None,
     max_weight: MaxWeightOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Purge every name's targets, shard by shard, batched, paced and resumable.
 
@@ -234,6 +244,7 @@ def run(
             timeout=timeout,
             service_id=service_id,
             zone_id=zone_id,
+            token_file=token_file,
             files_cap=files_cap,
             edgerc=edgerc,
             edgerc_section=edgerc_section,

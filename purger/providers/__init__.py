@@ -20,6 +20,7 @@ from purger.providers.base import Provider, ProviderLimits, RateBucket
 
 __all__ = [
     "PROVIDER_NAMES",
+    "TOKEN_VARIABLES",
     "Provider",
     "ProviderLimits",
     "ProviderOptions",
@@ -43,6 +44,9 @@ class ProviderOptions:
     hard: bool = False
     #: Seconds for each API call, connect to last byte.
     timeout: float = 10.0
+    #: A file holding the API token (fastly, cloudflare), instead of its variable. The
+    #: path, not the token: options stay safe to log.
+    token_file: Path | None = None
     # fastly
     service_id: str | None = None
     # cloudflare
@@ -67,6 +71,11 @@ class ProviderOptions:
 ProviderFactory = Callable[[ProviderOptions, httpx.AsyncClient, Mapping[str, str]], Provider]
 
 PROVIDER_NAMES: tuple[str, ...] = ("akamai", "cloudflare", "fastly", "null", "varnish")
+#: The providers whose credential is one API token (a variable, or ``token_file``).
+TOKEN_VARIABLES: dict[str, str] = {
+    "cloudflare": "CLOUDFLARE_API_TOKEN",
+    "fastly": "FASTLY_API_TOKEN",
+}
 
 
 def create_provider(
@@ -76,6 +85,12 @@ def create_provider(
     if options.name not in PROVIDER_NAMES:
         raise UsageError(
             f"unknown provider {options.name!r}; choose one of {', '.join(PROVIDER_NAMES)}"
+        )
+    if options.token_file is not None and options.name == "akamai":
+        # Akamai signs with EdgeGrid credentials: a token file would be silently unused.
+        raise UsageError(
+            "akamai reads its credentials from --edgerc or the AKAMAI_* variables, "
+            "not from --token-file (provider.token_file)"
         )
     # Only the adapter in use is imported: each is its own module with its own helpers.
     module = importlib.import_module(f"purger.providers.{options.name}")

@@ -19,14 +19,15 @@ import httpx
 
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
 from purger.model import Batch, BatchResult, Secret, TargetKind
-from purger.providers import ProviderOptions
+from purger.providers import TOKEN_VARIABLES, ProviderOptions
 from purger.providers._http import json_or_none, retry_after_seconds, scrub
+from purger.providers._token import api_token
 from purger.providers.base import ProviderLimits, RateBucket
 
 __all__ = ["CloudflareProvider", "from_options"]
 
 DEFAULT_API_BASE = "https://api.cloudflare.com"
-CREDENTIAL_ENV = "CLOUDFLARE_API_TOKEN"
+CREDENTIAL_ENV = TOKEN_VARIABLES["cloudflare"]
 MAX_TAGS = 100
 MAX_FILES = 500
 #: Cloudflare's "could not route / no route for that URI": the zone id in the path is wrong.
@@ -181,14 +182,12 @@ def from_options(
     clock: Callable[[], float] = time.time,
 ) -> CloudflareProvider:
     """Cloudflare needs ``CLOUDFLARE_API_TOKEN`` and ``--zone-id``, checked before any call."""
-    token = env.get(CREDENTIAL_ENV)
-    if not token:
-        raise UsageError(f"{CREDENTIAL_ENV} is not set")
+    token = api_token(options, env, CREDENTIAL_ENV)
     if not options.zone_id:
         raise UsageError("cloudflare needs --zone-id (the zone whose cache is purged)")
     return CloudflareProvider(
         client=client,
-        token=Secret(token),
+        token=token,
         zone_id=options.zone_id,
         api_base=options.api_base or DEFAULT_API_BASE,
         files_cap=options.files_cap,

@@ -27,14 +27,15 @@ from purger.errors import (
     UsageError,
 )
 from purger.model import Batch, BatchResult, Secret, TargetKind
-from purger.providers import ProviderOptions
+from purger.providers import TOKEN_VARIABLES, ProviderOptions
 from purger.providers._http import json_or_none, retry_after_seconds, scrub
+from purger.providers._token import api_token
 from purger.providers.base import ProviderLimits
 
 __all__ = ["FastlyProvider", "from_options"]
 
 DEFAULT_API_BASE = "https://api.fastly.com"
-CREDENTIAL_ENV = "FASTLY_API_TOKEN"
+CREDENTIAL_ENV = TOKEN_VARIABLES["fastly"]
 MAX_KEYS = 256
 
 
@@ -201,14 +202,12 @@ def from_options(
     clock: Callable[[], float] = time.time,
 ) -> FastlyProvider:
     """Fastly needs ``FASTLY_API_TOKEN`` and ``--service-id``, checked before any call."""
-    token = env.get(CREDENTIAL_ENV)
-    if not token:
-        raise UsageError(f"{CREDENTIAL_ENV} is not set")
+    token = api_token(options, env, CREDENTIAL_ENV)
     if not options.service_id:
         raise UsageError("fastly needs --service-id (the service whose keys are purged)")
     return FastlyProvider(
         client=client,
-        token=Secret(token),
+        token=token,
         service_id=options.service_id,
         api_base=options.api_base or DEFAULT_API_BASE,
         hard=options.hard,
