@@ -35,6 +35,7 @@ __all__ = [
     "ShardWork",
     "Workload",
     "estimate",
+    "refill_seconds",
     "window_per_worker",
 ]
 
@@ -81,10 +82,17 @@ class Pace:
 class OriginModel:
     """Each purged target costs the origin ``fetches_per_target`` fetches when users ask for
     it again (1 for a hard purge; a revalidation, a fraction, for a soft one), and the origin
-    has ``capacity`` fetches/s to spare for that."""
+    has ``capacity`` fetches/s to spare for that.
+
+    Without ``request_rates`` every purged target is assumed fetched again at once: an
+    upper bound. With them (client requests per second of each name, from the traffic
+    weights) a purged name is fetched again at its next request, so the refill trails the
+    purge, and names asked for less often than once a run cost nothing during it
+    (:func:`refill_seconds`)."""
 
     capacity: float | None = None
     fetches_per_target: float = 1.0
+    request_rates: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,12 +180,98 @@ def _global_bounds(
         name = f"provider limit ({bucket.per_second:g} {bucket.unit}/s, burst {bucket.burst:g})"
         bounds[name] = max(0.0, amount - bucket.burst) / bucket.per_second
     if origin is not None and origin.capacity is not None and origin.fetches_per_target > 0:
-        name = (
-            f"origin capacity ({origin.capacity:g} spare fetches/s, "
-            f"{origin.fetches_per_target:g} per target)"
-        )
-        bounds[name] = targets * origin.fetches_per_target / origin.capacity
+        if origin.request_rates:
+            others = [targets / seconds for seconds in bounds.values() if seconds > 0]
+            traffic = math.fsum(origin.request_rates)
+            name = (
+                f"origin capacity ({origin.capacity:g} spare fetches/s, "
+                f"{origin.fetches_per_target:g} per target at its next request, "
+                f"clients {traffic:,.0f} requests/s)"
+            )
+            bounds[name] = refill_seconds(
+                targets,
+                origin.request_rates,
+                capacity=origin.capacity,
+                fetches_per_name=origin.fetches_per_target,
+                rate_cap=min(others, default=math.inf),
+            )
+        else:
+            name = (
+                f"origin capacity ({origin.capacity:g} spare fetches/s, "
+                f"{origin.fetches_per_target:g} per target)"
+            )
+            bounds[name] = targets * origin.fetches_per_target / origin.capacity
     return bounds
+
+
+#: Request rates are grouped into this many bins per factor of 10 for :func:`refill_seconds`.
+_BINS_PER_DECADE = 16
+#: Time steps of :func:`refill_seconds` over the slowest it could take.
+_REFILL_STEPS = 800
+
+
+def refill_seconds(
+    targets: int,
+    request_rates: Sequence[float],
+    *,
+    capacity: float,
+    fetches_per_name: float = 1.0,
+    rate_cap: float = math.inf,
+) -> float:
+    """How long purging ``targets`` (spread evenly over names whose clients ask for them
+    ``request_rates`` times a second) takes at best when the origin may spend ``capacity``
+    fetches/s on the refill, and nothing else allows more than ``rate_cap`` targets/s.
+
+    A name purged at time s is fetched again at its next request, at s + Exp(rate): the
+    refill trails the purge, and a name asked for less than once a run costs nothing
+    during it. Purges at time s load the origin at t with a kernel that only decreases in
+    t - s (a mixture of exponentials), so purging, at each step, as much as brings the load
+    up to the capacity never overloads it later: that greedy pace is the fastest that keeps
+    the origin within its capacity. The order of names is taken to be unrelated to their
+    popularity (true of names in code-point order; a plan weighted by traffic spreads the
+    popular ones over its shards).
+    """
+    names = len(request_rates)
+    if targets <= 0 or names == 0:
+        return 0.0
+    per_name = targets / names
+    name_cap = rate_cap / per_name
+    bins: dict[int, list[float]] = {}
+    for rate in request_rates:
+        if rate > 0:  # a name nobody asks for is never fetched again
+            key = math.floor(math.log10(rate) * _BINS_PER_DECADE)
+            entry = bins.setdefault(key, [0.0, 0.0])
+            entry[0] += rate
+            entry[1] += 1
+    groups = [(total / count, count / names) for total, count in bins.values()]
+    if fetches_per_name <= 0 or not groups:
+        return names / name_cap if name_cap < math.inf else 0.0
+
+    # Every purge fetched again at once is the slowest it can be.
+    slowest = max(names * fetches_per_name / capacity, names / name_cap)
+    step = slowest / _REFILL_STEPS
+    # Per group: the share of a step's purges (made mid-step) fetched within that step, and
+    # the decay of the names purged and not fetched yet over a whole step.
+    own = [share * -math.expm1(-rate * step / 2) for rate, share in groups]
+    left_after_own = [share * math.exp(-rate * step / 2) for rate, share in groups]
+    kept = [math.exp(-rate * step) for rate, _ in groups]
+    own_fetches = fetches_per_name * math.fsum(own)
+    waiting = [0.0] * len(groups)  # names purged and not fetched again yet, per group
+    done = 0.0
+    steps = 0
+    while True:
+        past = fetches_per_name * math.fsum(w * (1 - k) for w, k in zip(waiting, kept, strict=True))
+        room = max(0.0, capacity * step - past)
+        now = min(name_cap * step, room / own_fetches if own_fetches > 0 else math.inf)
+        if done + now >= names:
+            return (steps + (names - done) / now) * step
+        if now <= 0 and past <= 0:
+            return math.inf
+        waiting = [
+            w * k + now * left for w, k, left in zip(waiting, kept, left_after_own, strict=True)
+        ]
+        done += now
+        steps += 1
 
 
 def _schedule(

@@ -9,10 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from purger.cli import app
-from purger.estimate import OriginModel, Pace, ShardWork, Workload, estimate
+from purger.estimate import OriginModel, Pace, ShardWork, Workload, estimate, refill_seconds
 from purger.launch import PaceOptions, forecast
 from purger.model import TargetKind
 from purger.names import build_name_set
@@ -74,6 +76,78 @@ def test_bound_by_origin_capacity():
     assert hard.bottleneck.startswith("origin capacity")
     soft = estimate(work((1000, 10)), pace(), OriginModel(capacity=20, fetches_per_target=0.2))
     assert soft.duration_s == pytest.approx(10)
+
+
+def test_refill_of_names_asked_for_all_the_time_is_one_fetch_per_purge_at_once():
+    """Names asked for far more often than the run lasts are fetched again at once: the
+    origin bound is the plain one, names x fetches / capacity."""
+    assert refill_seconds(1000, [1e6] * 1000, capacity=20) == pytest.approx(50, rel=0.01)
+    assert refill_seconds(1000, [1e6] * 1000, capacity=20, fetches_per_name=0.2) == pytest.approx(
+        10, rel=0.01
+    )
+
+
+def test_refill_of_names_nobody_asks_for_costs_nothing():
+    """No client asks: nothing is fetched again, the other bounds set the pace."""
+    assert refill_seconds(1000, [0.0] * 1000, capacity=20, rate_cap=100) == pytest.approx(10)
+
+
+def test_refill_when_half_the_names_are_never_asked_for():
+    """Half the names fetched again at once, half never: each purge costs half a fetch on
+    average, so 20 spare fetches/s let 40 names/s through: 25 s for 1,000."""
+    rates = [1e6, 0.0] * 500
+    assert refill_seconds(1000, rates, capacity=20) == pytest.approx(25, rel=0.01)
+
+
+def test_refill_trails_the_purge_of_names_asked_for_once_a_minute():
+    """Every name asked once a minute, 1,000 names, 100 spare fetches/s: without trailing
+    10 s; but in 10 s only 1 - exp(-1/6) = 15 % of the names purged were fetched again, so
+    the run can go several times faster, never faster than the other bounds allow."""
+    seconds = refill_seconds(1000, [1 / 60] * 1000, capacity=100, rate_cap=1000)
+    assert 1.0 <= seconds < 4.0
+    assert refill_seconds(1000, [1 / 60] * 1000, capacity=100) < seconds
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rates=st.lists(st.floats(0, 100), min_size=1, max_size=40),
+    capacity=st.floats(1, 100),
+    scale=st.floats(1, 10),
+)
+def test_refill_more_traffic_never_makes_a_run_shorter(rates, capacity, scale):
+    """More client requests mean more fetches per purge sooner; and the figure stays
+    between the other bounds alone and every purge fetched again at once."""
+    targets = 10 * len(rates)
+    base = refill_seconds(targets, rates, capacity=capacity, rate_cap=50)
+    busier = refill_seconds(targets, [r * scale for r in rates], capacity=capacity, rate_cap=50)
+    assert busier >= base * (1 - 1e-6)
+    assert targets / 50 * (1 - 1e-6) <= base <= max(len(rates) / capacity, targets / 50) * 1.01
+
+
+def test_estimate_with_traffic_names_the_origin_and_is_shorter_than_every_fetch_at_once():
+    rates = tuple([1 / 30] * 1000)
+    plain = estimate(work((1000, 10)), pace(), OriginModel(capacity=20))
+    trailing = estimate(work((1000, 10)), pace(), OriginModel(capacity=20, request_rates=rates))
+    assert trailing.bottleneck.startswith("origin capacity")
+    assert "next request" in trailing.bottleneck
+    assert trailing.duration_s < plain.duration_s
+
+
+def test_estimate_cli_traffic_shortens_the_origin_bound_and_refuses_zero(tmp_path):
+    names = tmp_path / "names.tsv"
+    names.write_text("name\ttraffic\n" + "".join(f"n{i}\t{1 / (i + 1)}\n" for i in range(2000)))
+    common = ["estimate", str(names), "--weight-column", "traffic", "--provider", "varnish"]
+    common += ["--hard", "--origin-capacity", "20", "--json"]
+    plain = CliRunner().invoke(app, common)
+    busy = CliRunner().invoke(app, [*common, "--traffic", "100"])
+    assert plain.exit_code == 0, plain.output
+    assert busy.exit_code == 0, busy.output
+    plain_s = json.loads(plain.stdout)["duration_s"]
+    assert plain_s == pytest.approx(100, rel=0.05)  # 2,000 fetches at 20/s
+    assert json.loads(busy.stdout)["duration_s"] < 0.8 * plain_s
+    zero = CliRunner().invoke(app, [*common, "--traffic", "0"])
+    assert zero.exit_code == 2
+    assert "--traffic" in zero.output
 
 
 def test_bound_by_the_schedule_tail():

@@ -30,6 +30,7 @@ from purger.cli._app import (
 )
 from purger.cli._job import ConfigOpt
 from purger.control import ControlSettings
+from purger.errors import UsageError
 from purger.estimate import OriginModel
 from purger.launch import (
     DryRunEnv,
@@ -145,6 +146,14 @@ def estimate(
     hard: Annotated[
         bool, typer.Option("--hard", help="Hard purge: every purged object is fetched again.")
     ] = False,
+    traffic: Annotated[
+        float | None,
+        typer.Option(
+            "--traffic",
+            help="Client requests/s for these names, shared by the weight column: a purged "
+            "object is fetched again at its next request, so the refill trails the purge.",
+        ),
+    ] = None,
     soft_cost: Annotated[
         float,
         typer.Option(
@@ -189,8 +198,6 @@ def estimate(
     with _exit_codes(err):
         templates = parse_templates(key_template or ["project/{name}"], url_template or ())
         pace = PaceOptions(rate=rate, concurrency=concurrency)
-        fetches = 1.0 if hard else soft_cost
-        origin = OriginModel(capacity=origin_capacity, fetches_per_target=fetches)
         options = ProviderOptions(
             name=provider,
             hard=hard,
@@ -212,6 +219,13 @@ def estimate(
             strict=strict,
             settings=PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight),
             err=err,
+        )
+        if traffic is not None and not traffic > 0:
+            raise UsageError(f"--traffic must be > 0 requests/s, not {traffic:g}")
+        origin = OriginModel(
+            capacity=origin_capacity,
+            fetches_per_target=1.0 if hard else soft_cost,
+            request_rates=_request_rates(name_set, traffic) if traffic else (),
         )
         if simulate:
             _show_simulation(the_plan, name_set, pace, origin_capacity, hard, seed, as_json, out)
@@ -260,3 +274,9 @@ def _show_simulation(
         typer.echo(json.dumps(document, indent=1))
     else:
         render_simulation(out, document)
+
+
+def _request_rates(name_set: NameSet, traffic: float) -> tuple[float, ...]:
+    """Each name's share of the clients' ``traffic``, by its weight."""
+    total = name_set.total_weight
+    return tuple(traffic * weight / total for weight in name_set.weights)
