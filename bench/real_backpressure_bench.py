@@ -1,141 +1,152 @@
-"""Backpressure on real parts: a purge through Varnish while client traffic refills the cache
-from an origin made small, paced by the origin's p99 read from a real Prometheus; the same
-purge without signals beside it.
+"""Backpressure on real parts, side by side: a hard purge of warm names through Varnish while
+Zipf client traffic refills the cache from an origin made small, once without health
+signals and once paced by the origin's p99 read from a real Prometheus; then the estimate
+of the best pace that keeps the origin within its spare capacity, beside the governed run.
 
-    python bench/real_backpressure_bench.py [--seconds 60] [--out bench/results]
+    python -m bench.real_backpressure_bench [--names 10000] [--traffic 300] [--feedback-delay 15]
 
-Prints, for each run, how long it took and the share of Prometheus samples (every 2 s) in
-which the origin's p99 was under its limit; writes JSON.
-
-Not tuned yet (see issue 6's notes): with capacity 1 x 20 ms and 150 GETs/s over 20,000
-Zipf names, the cold tail of the traffic alone keeps the origin's p99 over 0.1 s, so the
-governed run pauses at once (as it should) and the comparison says nothing yet. The origin
-must be healthy before the purge and overloaded by the refill after it.
+The scenario is ``bench/backpressure.py`` (the e2e test's, bigger). The origin's spare
+capacity given to ``purger estimate --origin-capacity`` is measured in the same run: 80 %
+(the controller's headroom) of what the origin served while saturated by the ungoverned
+purge. Prints a table, writes JSON and a PNG (p99 and origin fetches over time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import anyio
+from bench.backpressure import Outcome, Scenario, prepare, purge_under_traffic
+from bench.cluster import find_missing, install_hint, run_cluster
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.cluster import Cluster, find_missing, install_hint, run_cluster
-from bench.traffic import run_traffic, synthetic_popularity
-from bench.wrk import Request, send_each
-
-NAMES = 20_000
-LIMIT, CRITICAL = 0.1, 0.5
-GOVERNED_FLAGS = ["--tick", "2", "--feedback-delay", "10", "--initial-rate", "400"]
-P99 = "histogram_quantile(0.99, sum(rate(origin_request_duration_seconds_bucket[5s])) by (le))"
+HEADROOM = 0.8
+GOVERNED = ["--tick", "1", "--initial-rate", "100", "--min-rate", "5"]
 
 
-def sample_p99(cluster: Cluster, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
-    if cluster.prometheus is None:
-        raise RuntimeError("this bench needs Prometheus")
-    started = time.monotonic()
-    while not stop.wait(2.0):
-        result = cluster.prometheus.query(P99)
-        if result:
-            value = result[0][1]
-            if value == value:  # NaN when nothing was fetched in the window
-                samples.append((time.monotonic() - started, value))
+def saturated_fetch_rate(outcome: Outcome, limit: float) -> float:
+    """Origin fetches/s while its p99 was over the limit (it served all it could)."""
+    busy = [s.fetches for s in outcome.samples if s.p99 > limit]
+    return statistics.median(busy) if busy else float("nan")
 
 
-def purge(
-    cluster: Cluster, names_file: Path, state: Path, *, governed: bool, seconds: float
-) -> dict[str, object]:
-    if cluster.prometheus is None:
-        raise RuntimeError("this bench needs Prometheus")
-    signal = (
-        f"name=origin p99,source=prometheus,url={cluster.prometheus.url},limit={LIMIT},"
-        f"critical={CRITICAL},kind=latency,query={P99}"
-    )
+def estimate(names: Path, scenario: Scenario, capacity: float) -> dict[str, object]:
     command = [
-        sys.executable, "-m", "purger", "run", str(names_file), "--provider", "varnish",
-        "--endpoint", cluster.varnish.url, "--key-template", "project/{name}", "--hard",
-        "--state", str(state), "--rate", "2000", "--max-duration", str(seconds),
-        *([*GOVERNED_FLAGS, "--signal", signal] if governed else []),
+        sys.executable, "-m", "purger", "estimate", str(names), "--weight-column", "traffic",
+        "--provider", "varnish", "--key-template", "project/{name}", "--hard", "--rate", "2000",
+        "--origin-capacity", f"{capacity:.1f}", "--traffic", str(scenario.traffic), "--json",
     ]  # fmt: skip
-    popularity = synthetic_popularity(NAMES, prefix="bp")
-    samples: list[tuple[float, float]] = []
-    stop = threading.Event()
-    sampler = threading.Thread(target=sample_p99, args=(cluster, stop, samples), daemon=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    document: dict[str, object] = json.loads(done.stdout)
+    return document
 
-    async def traffic() -> None:
-        await run_traffic(
-            cluster.varnish.url, popularity, per_second=150, count=int(150 * (seconds + 10)),
-            duration=seconds + 10, concurrency=24,
-        )  # fmt: skip
 
-    def drive() -> None:
-        anyio.run(traffic)
-
-    driver = threading.Thread(target=drive, daemon=True)
-    driver.start()
-    time.sleep(5)  # traffic settles on a warm cache before the purge starts
-    sampler.start()
-    started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
-    elapsed = time.monotonic() - started
-    stop.set()
-    driver.join(timeout=seconds + 30)
-    under = sum(1 for _, p99 in samples if p99 <= LIMIT)
+def row(name: str, outcome: Outcome, scenario: Scenario) -> dict[str, object]:
+    over = [s for s in outcome.samples if s.p99 > scenario.limit]
     return {
-        "governed": governed,
-        "exit": done.returncode,
-        "seconds": round(elapsed, 1),
-        "samples": len(samples),
-        "p99_under_limit_share": round(under / len(samples), 3) if samples else None,
-        "p99_max_s": round(max((p for _, p in samples), default=0.0), 3),
-        "decisions": [line for line in done.stderr.splitlines() if line.startswith("control:")][
-            :12
-        ],
-        "last_line": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "",
+        "run": name,
+        "exit": outcome.exit_code,
+        "seconds": round(outcome.seconds, 1),
+        "targets_per_s": round(scenario.names / outcome.seconds, 1),
+        "samples": len(outcome.samples),
+        "p99_under_limit_share": round(outcome.share_under(scenario.limit), 3),
+        "seconds_over_limit": len(over),
+        "p99_max_s": round(max((s.p99 for s in outcome.samples), default=0.0), 3),
+        "fetches_max_per_s": round(max((s.fetches for s in outcome.samples), default=0.0), 1),
+        "decisions": outcome.decisions,
     }
+
+
+def plot(runs: dict[str, Outcome], scenario: Scenario, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for name, outcome in runs.items():
+        at = [s.at for s in outcome.samples]
+        top.plot(at, [s.p99 for s in outcome.samples], label=name)
+        bottom.plot(at, [s.fetches for s in outcome.samples], label=name)
+        for axis in (top, bottom):
+            axis.axvline(outcome.seconds, linestyle=":", color=top.lines[-1].get_color())
+    top.axhline(scenario.limit, color="red", linestyle="--", label="p99 limit")
+    top.set_ylabel("origin p99 (s)")
+    bottom.axhline(scenario.origin_capacity, color="grey", linestyle="--", label="capacity")
+    bottom.set_ylabel("origin fetches/s")
+    bottom.set_xlabel("seconds since the purge started (dotted: purge done)")
+    top.legend()
+    bottom.legend()
+    top.set_title(
+        f"hard purge of {scenario.names:,} warm names, clients {scenario.traffic:g} GETs/s, "
+        f"origin {scenario.slots} x {scenario.service_time * 1000:g} ms"
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--names", type=int, default=10_000)
+    parser.add_argument("--traffic", type=float, default=300.0)
+    parser.add_argument("--feedback-delay", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--png", type=Path, default=Path("docs/img/real_backpressure_bench.png"))
     args = parser.parse_args()
-    missing = find_missing(prometheus=True)
+    missing = find_missing(prometheus=True, wrk=True)
     if missing:
         sys.exit(install_hint(missing))
-    rows = []
-    for governed in (False, True):
-        with (
-            run_cluster(prometheus=True, capacity=1, service_time=0.02) as cluster,
-            tempfile.TemporaryDirectory() as tmp,
+    scenario = Scenario(names=args.names, traffic=args.traffic, slots=1, service_time=0.01)
+    runs: dict[str, Outcome] = {}
+    with run_cluster(prometheus=True) as cluster, tempfile.TemporaryDirectory() as tmp:
+        if cluster.prometheus is None:
+            raise RuntimeError("the bench needs Prometheus")
+        names = scenario.write_names(Path(tmp) / "names.tsv")
+        signal = ["--signal", scenario.signal(cluster.prometheus.url)]
+        delay = ["--feedback-delay", str(args.feedback_delay)]
+        for name, flags in (
+            ("ungoverned", ["--rate", "2000"]),
+            ("governed", ["--rate", "2000", *GOVERNED, *delay, *signal]),
         ):
-            names_file = Path(tmp) / "names.txt"
-            names_file.write_text("\n".join(f"bp{i:06d}" for i in range(NAMES)) + "\n")
-
-            # Warm the popular part of the cache, slowly enough for the small origin.
-            warm = [Request("GET", f"/pypi/bp{i:06d}/json") for i in range(1_000)]
-            send_each(cluster.varnish.url, warm, per_second=40, timeout=120)
-            rows.append(
-                purge(
-                    cluster,
-                    names_file,
-                    Path(tmp) / "state.sqlite",
-                    governed=governed,
-                    seconds=args.seconds,
-                )
+            prepare(cluster, scenario)
+            runs[name] = purge_under_traffic(
+                cluster, scenario, names, Path(tmp) / f"{name}.sqlite", flags=flags, tail=15.0
             )
-    for row in rows:
-        print(json.dumps(row, indent=1))
+            print(f"{name}: {runs[name].seconds:.1f} s, exit {runs[name].exit_code}", flush=True)
+        capacity = HEADROOM * saturated_fetch_rate(runs["ungoverned"], scenario.limit)
+        predicted = estimate(names, scenario, capacity)
+    rows = [row(name, outcome, scenario) for name, outcome in runs.items()]
+    measured = runs["governed"].seconds
+    predicted_s = float(str(predicted["duration_s"]))
+    comparison = {
+        "origin_spare_capacity_per_s": round(capacity, 1),
+        "estimate_s": round(predicted_s, 1),
+        "estimate_bottleneck": predicted["bottleneck"],
+        "governed_s": round(measured, 1),
+        "error": round(predicted_s / measured - 1, 3),
+        "achieved_share_of_best_sustainable_rate": round(predicted_s / measured, 3),
+    }
+    print(f"{'run':<11} {'seconds':>8} {'targets/s':>10} {'p99<=limit':>11} {'s over':>7}")
+    for r in rows:
+        print(
+            f"{r['run']:<11} {r['seconds']:>8} {r['targets_per_s']:>10} "
+            f"{r['p99_under_limit_share']:>11.1%} {r['seconds_over_limit']:>7}"
+        )
+    print(json.dumps(comparison, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "real_backpressure_bench.json").write_text(json.dumps(rows, indent=1) + "\n")
+    document = {
+        "scenario": repr(scenario),
+        "feedback_delay_s": args.feedback_delay,
+        "runs": rows,
+        "estimate": comparison,
+    }
+    (args.out / "real_backpressure_bench.json").write_text(json.dumps(document, indent=1) + "\n")
+    plot(runs, scenario, args.png)
 
 
 if __name__ == "__main__":
