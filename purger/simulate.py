@@ -23,7 +23,7 @@ from purger.plan import Plan
 from purger.providers.varnish import VarnishProvider
 from purger.run import Run, RunOutcome, RunSettings
 from purger.sim import SimConfig, SimStep, SimulatedCDN
-from purger.state import Failure, ShardProgress
+from purger.state import Failure, RatePoint, ShardProgress
 from purger.targets import parse_templates
 from purger.virtual_time import run_in_virtual_time
 
@@ -53,10 +53,14 @@ class MemoryStore:
         updates: Sequence[ShardProgress],
         failures: Sequence[Failure] = (),
         status: Mapping[str, str] | None = None,
+        history: Sequence[RatePoint] = (),
+        retried: Sequence[Failure] = (),
     ) -> None:
-        del status  # nobody reads a simulation's ETA from its store
+        del status, history  # nobody reads a simulation's ETA or rates from its store
         for update in updates:
             self._progress[update.shard_id] = update
+        settled = {(f.kind, f.target) for f in retried}
+        self.failures = [f for f in self.failures if (f.kind, f.target) not in settled]
         self.failures.extend(failures)
 
 
