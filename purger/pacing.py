@@ -223,18 +223,22 @@ class Pacer:
 
     @asynccontextmanager
     async def admit(self, targets: int) -> AsyncIterator[None]:
-        await self._while_held()
-        delay = max(
-            [self.targets.reserve(targets)]
-            + [bucket.reserve(1) for bucket in self.call_buckets]
-            + [bucket.reserve(targets) for bucket in self.target_buckets]
-        )
-        delay = max(delay, self._not_before - self.clock.now())
-        if delay > 0:
-            await self._wait(delay)
-            # A pause that came while this call waited for its turn holds it too: at a low
-            # rate the wait is long, and a paused run must send nothing new.
+        while True:
             await self._while_held()
+            delay = max(
+                [self.targets.reserve(targets)]
+                + [bucket.reserve(1) for bucket in self.call_buckets]
+                + [bucket.reserve(targets) for bucket in self.target_buckets]
+            )
+            delay = max(delay, self._not_before - self.clock.now())
+            if delay <= 0:
+                break
+            await self._wait(delay)
+            # A pause that came while this call waited for its turn holds it too (at a low
+            # rate the wait is long, and a paused run must send nothing new); after the
+            # pause it queues again, so that a resume is not a burst of every held call.
+            if not self._holds:
+                break
         async with self.limit.slot():
             yield
 

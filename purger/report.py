@@ -5,20 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from rich.console import Console, Group, RenderableType
-from rich.progress_bar import ProgressBar
+from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from purger.estimate import Estimate
 from purger.health import Direction, Sample
 from purger.launch import Forecast
 from purger.names import NameSet
 from purger.plan import Comparison, Plan
-from purger.simulate import Snapshot
 
 __all__ = [
-    "demo_view",
     "format_duration",
     "format_weight",
     "render_forecast",
@@ -27,6 +23,7 @@ __all__ = [
     "render_simulation",
     "render_skipped",
     "render_status",
+    "shard_range",
 ]
 
 _SHOWN_SKIPPED = 3
@@ -39,7 +36,8 @@ def format_weight(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _range(start: str, limit: str | None) -> str:
+def shard_range(start: str, limit: str | None) -> str:
+    """``['p', 'pe')``: a shard's half-open range of names."""
     low = repr(start) if start else "start"
     high = repr(limit) if limit is not None else "end"
     return f"[{low}, {high})"
@@ -76,7 +74,7 @@ def render_plan(
     for shard in plan.shards:
         table.add_row(
             str(shard.id),
-            _range(shard.start, shard.limit),
+            shard_range(shard.start, shard.limit),
             f"{shard.count:,}",
             format_weight(shard.weight),
             f"{100 * shard.weight / plan.total_weight:.2f} %",
@@ -323,45 +321,8 @@ def render_status(console: Console, document: Mapping[str, object]) -> None:
     for shard in open_shards:
         table.add_row(
             str(shard["id"]),
-            _range(shard["start"], shard["limit"]),
+            shard_range(shard["start"], shard["limit"]),
             f"{shard['names']:,}",
             f"{shard['targets_done']:,}",
         )
     console.print(table)
-
-
-def demo_view(snapshot: Snapshot, *, title: str) -> RenderableType:
-    """The live view of ``purger demo``: progress, rates, the origin's health and what the
-    controller last did, and why."""
-    done = snapshot.targets / snapshot.total_targets if snapshot.total_targets else 0.0
-    header = Text(title, style="bold")
-    bar = ProgressBar(total=snapshot.total_targets, completed=snapshot.targets, width=50)
-    eta = "unknown" if snapshot.eta_s is None else format_duration(snapshot.eta_s)
-    status = "[red]PAUSED[/]" if snapshot.paused else "[green]purging[/]"
-    summary = Text.from_markup(
-        f"{snapshot.targets:,} / {snapshot.total_targets:,} ({done:.0%})  {status}  "
-        f"now {snapshot.achieved_rate:,.0f}/s, allowed {snapshot.allowed_rate:,.0f}/s  "
-        f"ETA {eta}  t = {snapshot.time:,.0f} s (virtual)"
-    )
-    health = Table(
-        title=f"origin health (capacity {snapshot.capacity:,.0f} fetches/s)", title_justify="left"
-    )
-    for column in ("signal", "value", "limit", "pressure"):
-        health.add_column(column, justify="left" if column == "signal" else "right")
-    for sample in snapshot.samples:
-        pressure = sample.pressure
-        style = "green" if pressure is not None and pressure < 0.8 else "yellow"
-        style = "red" if pressure is None or pressure >= 1 else style
-        health.add_row(
-            sample.signal.name,
-            "unknown" if sample.value is None else f"{sample.value:.3g}",
-            f"{sample.signal.limit:g}",
-            Text("-" if pressure is None else f"{pressure:.2f}", style=style),
-        )
-    decision = snapshot.decision
-    last = (
-        Text("controller: slow start, no change yet")
-        if decision is None
-        else Text(f"controller: {decision.action} -> {decision.rate:,.0f}/s: {decision.reason}")
-    )
-    return Group(header, bar, summary, health, last)

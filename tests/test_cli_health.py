@@ -133,4 +133,5 @@ def test_demo_purges_every_sample_name_and_reports():
     assert result.exit_code == 0, result.output
     assert "done: 102,114 targets purged" in result.stdout
     assert "controller decisions" in result.stdout
-    assert "origin health" in result.stdout  # the live view's last frame
+    assert "origin p99" in result.stdout  # the live view's last frame
+    assert "origin capacity" in result.stdout

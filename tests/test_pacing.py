@@ -186,7 +186,8 @@ async def test_closing_drops_calls_that_wait_for_a_hold_or_their_turn():
 
 
 async def test_a_pause_that_comes_while_a_call_waits_for_its_turn_holds_it():
-    """At a low rate a call waits long for its tokens: a pause meanwhile holds it too."""
+    """At a low rate a call waits long for its tokens: a pause meanwhile holds it too, and
+    after the pause it waits for a turn again (a resume is no burst of held calls)."""
     clock = FakeClock()
     pacer = _pacer(clock, rate=1.0)
     pacer.targets.reserve(1)
@@ -196,11 +197,12 @@ async def test_a_pause_that_comes_while_a_call_waits_for_its_turn_holds_it():
         async with pacer.admit(1):
             sent.append(clock.now())
 
-    pacer_sleep = clock.sleep
+    sleep = clock.sleep
 
     async def sleep_then_pause(seconds: float) -> None:
-        await pacer_sleep(seconds)
-        pacer.hold("operator")  # pressed while the call slept
+        await sleep(seconds)
+        if len(clock.sleeps) == 1:
+            pacer.hold("operator")  # pressed while the call slept
 
     clock.sleep = sleep_then_pause  # type: ignore[method-assign]
     async with anyio.create_task_group() as tg:
@@ -209,3 +211,4 @@ async def test_a_pause_that_comes_while_a_call_waits_for_its_turn_holds_it():
         assert sent == []
         pacer.release("operator")
     assert len(sent) == 1
+    assert len(clock.sleeps) == 2  # its turn again after the pause
