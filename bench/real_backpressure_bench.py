@@ -62,7 +62,7 @@ def purge(
     command = [
         sys.executable, "-m", "purger", "run", str(names_file), "--provider", "varnish",
         "--endpoint", cluster.varnish.url, "--key-template", "project/{name}", "--hard",
-        "--state", str(state), "--rate", "2000", "--max-duration", str(seconds),
+        "--state", str(state), "--rate", "2000", "--max-duration", str(seconds), "--yes",
         *([*GOVERNED_FLAGS, "--signal", signal] if governed else []),
     ]  # fmt: skip
     popularity = synthetic_popularity(NAMES, prefix="bp")

@@ -84,8 +84,8 @@ def _progress(snapshot: Snapshot) -> list[RenderableType]:
     if snapshot.controller is not None:
         ceiling += f" (min {format_rate(snapshot.min_rate)})"
     rates = Text(
-        f"targets/s now {format_rate(snapshot.rate_now)} "
-        f"(1 min {format_rate(snapshot.rate_smoothed)}), "
+        f"targets/s now {format_rate(snapshot.rate_now)}, "
+        f"over a minute {format_rate(snapshot.rate_smoothed)}, "
         f"allowed {format_rate(snapshot.allowed_rate)}, ceiling {ceiling}; "
         f"calls in flight {snapshot.in_flight}/{snapshot.concurrency}"
     )

@@ -19,7 +19,7 @@ from purger.control import Decision, phase
 from purger.governor import PAUSED_BY_HEALTH, Governor
 from purger.health import Sample
 from purger.pacing import Pacer
-from purger.run import Run, ShardState
+from purger.run import Run, RunStatistics, ShardState
 
 __all__ = [
     "FASTER",
@@ -153,6 +153,11 @@ class LiveRun:
         self.mode = mode
 
     @property
+    def stop_event(self) -> anyio.Event:
+        """What the run watches for a stop (set by :meth:`stop`)."""
+        return self._stop
+
+    @property
     def operator_paused(self) -> bool:
         return OPERATOR in self._pacer.holds
 
@@ -208,6 +213,10 @@ class LiveRun:
             self._run.hurry()
         self._run.stop(reason)
         self._stop.set()
+
+    def statistics(self) -> RunStatistics:
+        """The engine's own counters (calls, targets sent by this execution)."""
+        return self._run.statistics()
 
     def snapshot(self) -> Snapshot:
         run, pacer, governor = self._run, self._pacer, self._governor

@@ -13,16 +13,19 @@ from purger.health import Direction, Sample
 from purger.launch import Forecast
 from purger.names import NameSet
 from purger.plan import Comparison, Plan
+from purger.providers import ProviderOptions
 
 __all__ = [
     "format_duration",
     "format_weight",
+    "provider_label",
     "render_forecast",
     "render_plan",
     "render_probe",
     "render_simulation",
     "render_skipped",
     "render_status",
+    "render_summary",
     "shard_range",
 ]
 
@@ -153,7 +156,7 @@ def render_forecast(
 ) -> None:
     """What a run would send, how long it would take and why, a chart of the shards per
     worker, and PyPI's 2022 method beside it. Nothing was sent."""
-    est, workload = forecast.estimate, forecast.workload
+    est = forecast.estimate
 
     def say(text: str) -> None:
         console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -162,10 +165,8 @@ def render_forecast(
         f"estimate (nothing sent): provider {provider}, {'soft' if soft else 'hard'} purge, "
         f"{names:,} names in {shards} shards, templates {', '.join(templates)}"
     )
-    for kind in sorted(workload.targets):
-        say(f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls")
-    duration = format_duration(est.duration_s)
-    say(f"duration {duration} with {est.workers} workers, bound by {est.bottleneck}")
+    for line in _workload_lines(forecast):
+        say(line)
     for bound, seconds in sorted(est.bounds.items(), key=lambda item: -item[1]):
         say(f"  {format_duration(seconds):>10}  {bound}")
     if est.origin_peak_extra_rps:
@@ -181,6 +182,59 @@ def render_forecast(
             f"{format_duration(forecast.first_letter_ideal_s)}; "
             f"this plan: {format_duration(est.duration_s)}"
         )
+
+
+def provider_label(options: ProviderOptions) -> str:
+    """``fastly service SVC``, ``varnish http://a:6081, http://b:6081``: the provider and
+    what of it a purge reaches, so that an operator sees a wrong service before it is hit."""
+    details = {
+        "fastly": f"service {options.service_id}",
+        "cloudflare": f"zone {options.zone_id}",
+        "akamai": f"{options.network} network, {options.akamai_key_type}s, {options.akamai_action}",
+        "varnish": ", ".join(options.endpoints),
+    }
+    label = options.name
+    if details.get(options.name):
+        label += f" {details[options.name]}"
+    if options.api_base:
+        label += f" (via {options.api_base})"
+    return label
+
+
+def _workload_lines(forecast: Forecast) -> list[str]:
+    """Targets and API calls by kind, then the duration and what bounds it."""
+    est, workload = forecast.estimate, forecast.workload
+    lines = [
+        f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls"
+        for kind in sorted(workload.targets)
+    ]
+    duration = format_duration(est.duration_s)
+    lines.append(f"duration {duration} with {est.workers} workers, bound by {est.bottleneck}")
+    return lines
+
+
+def render_summary(
+    console: Console,
+    *,
+    action: str,
+    provider: str,
+    soft: bool,
+    templates: Sequence[str],
+    state: str,
+    forecast: Forecast,
+) -> None:
+    """What ``purger run`` is about to send, before it asks to proceed: ``action`` (what
+    and where: names and shards, a resume, a retry of failures), the provider and its
+    service, zone or endpoints, soft or hard, templates, targets by kind, the estimate."""
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    say(f"about to purge through {provider}, {'soft' if soft else 'hard'} purge: {action}")
+    say(f"  templates: {', '.join(templates)}")
+    say(f"  state: {state}")
+    for line in _workload_lines(forecast):
+        say(f"  {line.strip()}")
 
 
 _GANTT_WIDTH = 60

@@ -93,7 +93,7 @@ def test_health_past_critical_pauses_the_run(tmp_path, httpx_mock):
         "run", str(names), "--provider", "null", "--key-template", "k/{name}",
         "--state", str(state), "--rate", "200", "--signal", signal(),
         "--tick", "0.05", "--feedback-delay", "0.2", "--max-duration", "1.5",
-        "--shards", "4", "--workers", "1", "--drain-timeout", "1",
+        "--shards", "4", "--workers", "1", "--drain-timeout", "1", "--yes",
     )  # fmt: skip
     assert result.exit_code == 3, result.output
     assert "control: pause" in result.stderr

@@ -21,7 +21,7 @@ def make_run(tmp_path, *extra: str):
     state = tmp_path / "state.sqlite"
     result = invoke(
         "run", str(names), "--provider", "null", "--key-template", "k/{name}",
-        "--state", str(state), "--rate", "inf", "--shards", "3", *extra,
+        "--state", str(state), "--rate", "inf", "--shards", "3", "--yes", *extra,
     )  # fmt: skip
     return state, result
 

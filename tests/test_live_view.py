@@ -98,7 +98,9 @@ def test_rates_flight_eta_and_failures_are_shown():
     """Now and allowed rates, the ceiling, calls in flight, ETA, and the failures."""
     text = render(SNAPSHOT)
     assert "5,300 / 9,000 targets (59%), ETA 10 min 20 s, elapsed 12 min 34 s\npurging\n" in text
-    assert "targets/s now 312/s (1 min 340/s), allowed 350/s, ceiling 500/s (min 5/s)" in text
+    assert (
+        "targets/s now 312/s, over a minute 340/s, allowed 350/s, ceiling 500/s (min 5/s)" in text
+    )
     assert "calls in flight 3/8" in text
     assert "2 failed (last: project/bad: HTTP 400 from fastly: invalid key)" in text
 

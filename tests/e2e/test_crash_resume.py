@@ -95,6 +95,7 @@ def purger_run(
         str(CONCURRENCY),
         "--workers",
         "4",
+        "--yes",
         *(["--resume"] if resume else []),
     ]
 
