@@ -15,7 +15,7 @@ from typing import Final
 
 import anyio
 
-from purger.control import Decision, phase
+from purger.control import Action, Decision, phase
 from purger.governor import PAUSED_BY_HEALTH, Governor
 from purger.health import Sample
 from purger.pacing import Pacer
@@ -116,11 +116,16 @@ class Snapshot:
 
     @property
     def health_reason(self) -> str | None:
-        """Why health paused the run, while it does."""
+        """Why health paused the run, while it does, and where the resume stands:
+        ``paused: origin p99 past the critical limit (healthy for 10 s of 30)``."""
         if not self.health_paused or self.controller is None:
             return None
-        latest = self.controller.latest
-        return latest.reason if latest is not None else "paused by health"
+        latest, change = self.controller.latest, self.controller.last_change
+        if change is None or change.action is not Action.PAUSE:
+            return latest.reason if latest is not None else "paused by health"
+        if latest is None or latest is change or latest.reason == change.reason:
+            return change.reason
+        return f"{change.reason} ({latest.reason.removeprefix('paused: ')})"
 
 
 class LiveRun:

@@ -292,7 +292,7 @@ def render_simulation(console: Console, document: Mapping[str, object]) -> None:
     assert isinstance(decisions, list)  # noqa: S101
     for decision in decisions[:20]:
         at, action, rate = decision["at_s"], decision["action"], decision["rate"]
-        say(f"  {at:>8} s  {action:<6} {rate:>8}/s  {decision['why']}")
+        say(f"  {at:>8} s  {action:<6} {rate:>8}/s  {decision['reason']}")
     if len(decisions) > 20:
         say(f"  ... {len(decisions) - 20} more decisions")
 

@@ -143,6 +143,12 @@ def test_a_health_pause_shows_its_reason_and_an_operator_pause_shows_beside_it()
     only_health = render(replace(snapshot, operator_paused=False))
     assert "PAUSED by operator" not in only_health
     assert "PAUSED by health" in only_health
+    waiting = replace(paused, action=Action.HOLD, reason="paused: healthy for 10 s of 30")
+    later = replace(controller, last_change=paused, latest=waiting)
+    text = " ".join(render(replace(snapshot, controller=later)).split())
+    assert (
+        "PAUSED by health: paused: origin p99 past the critical limit (healthy for 10 s of 30)"
+    ) in text
 
 
 def test_a_stop_shows_that_calls_in_flight_are_finishing():

@@ -99,7 +99,11 @@ def test_a_signal_stops_cleanly_with_exit_3_and_resume_finishes(tmp_path, record
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(1.0)
+    # Signal once purges are going: a process still importing would die of the signal.
+    deadline = time.monotonic() + 60
+    while recording_cache.total() == 0 and process.poll() is None:
+        assert time.monotonic() < deadline, "no purge within 60 s"
+        time.sleep(0.05)
     assert process.poll() is None, "the run ended before the signal: make it longer"
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
