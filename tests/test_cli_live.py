@@ -115,6 +115,25 @@ def test_the_answer_is_yes_only_when_it_says_so():
     assert not ask(console, reply("yep"))
     assert not ask(console, eof)
 
+    def interrupted(prompt: str) -> str:
+        raise KeyboardInterrupt
+
+    assert not ask(console, interrupted)
+
+
+def test_plain_progress_lines_name_the_run_and_never_colour(names, tmp_path):
+    """Without a terminal: a first line with the run's id, progress lines, the last words;
+    no escape sequence anywhere."""
+    state = tmp_path / "s.sqlite"
+    result = null_run(names, state, "--yes", "--rate", "100", "--progress-interval", "0.1")
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(invoke("status", "--state", str(state), "--json").stdout)["run_id"]
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"run {run_id} (run): 0 of 60 targets done, progress every 0.1 s"
+    assert "targets in" in lines[-2]
+    assert lines[-1] == "done: 60 targets purged"
+    assert "\x1b" not in result.output
+
 
 def json_lines(text: str) -> list[dict]:
     lines = [json.loads(line) for line in text.splitlines()]

@@ -40,11 +40,12 @@ def is_interactive() -> bool:
 
 
 def ask(console: Console, read: Callable[[str], str] | None = None) -> bool:
-    """``Proceed? [y/N]``: yes only for y or yes; Enter, anything else or EOF is no."""
+    """``Proceed? [y/N]``: yes only for y or yes; Enter, anything else, EOF or Ctrl-C is
+    no (nothing was sent either way)."""
     prompt = "Proceed? [y/N] "
     try:
         answer = read(prompt) if read is not None else console.input(Text(prompt))
-    except EOFError:
+    except (EOFError, KeyboardInterrupt):
         return False
     return answer.strip().lower() in ("y", "yes")
 

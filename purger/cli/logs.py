@@ -70,6 +70,11 @@ class TextLog:
         self.say(decision_line(decision))
 
     async def present(self, live: LiveRun) -> None:
+        first = live.snapshot()
+        self.say(
+            f"run {live.run_id} ({first.mode}): {first.targets_done:,} of "
+            f"{first.targets_total:,} targets done, progress every {self._interval:g} s"
+        )
         while True:
             await anyio.sleep(self._interval)
             snapshot = live.snapshot()
