@@ -1,5 +1,8 @@
 # purger in a container: the CLI as entry point, state on a volume, no secrets in the image
-# (pass FASTLY_API_TOKEN and friends at run time: docker run -e FASTLY_API_TOKEN ...).
+# (pass FASTLY_API_TOKEN and friends at run time). Without -it there is no terminal to
+# confirm on, so a run needs --yes:
+#   docker run --rm -e FASTLY_API_TOKEN -v purger-state:/state IMAGE run plan.json --yes \
+#       --provider fastly --service-id SVC --key-template 'project/{name}' --state purge.sqlite
 
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -161,7 +161,7 @@ def purge_under_traffic(
     command = [
         sys.executable, "-m", "purger", "run", str(names_file), "--provider", "varnish",
         "--endpoint", cluster.varnish.url, "--key-template", "project/{name}", "--hard",
-        "--state", str(state), *flags,
+        "--state", str(state), "--yes", *flags,
     ]  # fmt: skip
     popularity = scenario.popularity()
     finished = threading.Event()

@@ -64,8 +64,6 @@ def measure(case: dict[str, object], count: int, varnish_url: str) -> dict[str, 
                 state_path=Path(directory) / "state.sqlite",
                 resume=False,
                 clock=AnyioClock(),
-                report=lambda stats: None,
-                on_resume=lambda summary: None,
             )
             measured = time.perf_counter() - started
         assert outcome.statistics.targets == count * len(templates)  # noqa: S101

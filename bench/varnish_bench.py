@@ -167,6 +167,7 @@ def run_purger(
                 str(concurrency),
                 "--max-duration",
                 f"{max_seconds:g}",
+                "--yes",
             ]
         )
     startup = _wall([[*c, "--dry-run"] for c in commands], max_seconds).seconds

@@ -33,8 +33,10 @@ __all__ = [
     "ShardCursor",
     "StreamTracker",
     "caps_for",
+    "cut_targets",
     "names_in",
     "shard_batches",
+    "target_counts",
 ]
 
 
@@ -78,6 +80,51 @@ class PlannedBatch:
     @property
     def token(self) -> str:
         return f"{self.kind}\t{self.start.token}"
+
+
+def target_counts(
+    shards: Sequence[Shard],
+    templates: Sequence[Template],
+    aliases: Mapping[str, tuple[str, ...]],
+) -> dict[int, int]:
+    """How many targets each shard's names make, by shard id, without making them: a name
+    given only in its normalized form makes one target per distinct template (``{raw}`` is
+    the name itself), and the few names with other spellings are counted one by one."""
+    kinds = {t.kind for t in templates}
+    per_name = sum(
+        len({t.text.replace("{raw}", "{name}") for t in templates if t.kind is kind})
+        for kind in kinds
+    )
+    counts = {shard.id: shard.count * per_name for shard in shards}
+    ordered = sorted(shards, key=lambda s: s.start)
+    starts = [shard.start for shard in ordered]
+    for name in aliases:
+        at = bisect.bisect_right(starts, name) - 1
+        limit = ordered[at].limit if at >= 0 else None
+        if at < 0 or (limit is not None and name >= limit):
+            continue  # not in this plan's ranges
+        made = sum(len(list(targets_of(name, templates, kind, aliases))) for kind in kinds)
+        counts[ordered[at].id] += made - per_name
+    return counts
+
+
+def cut_targets(targets: Sequence[str], caps: BatchCaps) -> Iterator[tuple[str, ...]]:
+    """``targets`` cut greedily into calls that fit ``caps`` (a retry of failed targets,
+    which have no stream position to resume from)."""
+    batch: list[str] = []
+    size = caps.overhead_bytes
+    for target in targets:
+        cost = caps.target_bytes(target)
+        full = len(batch) >= caps.max_targets or (
+            caps.max_bytes is not None and batch and size + cost > caps.max_bytes
+        )
+        if full:
+            yield tuple(batch)
+            batch, size = [], caps.overhead_bytes
+        batch.append(target)
+        size += cost
+    if batch:
+        yield tuple(batch)
 
 
 def names_in(shard: Shard, names: Sequence[str]) -> Sequence[str]:

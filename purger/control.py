@@ -45,6 +45,7 @@ __all__ = [
     "Reading",
     "decide",
     "initial_state",
+    "phase",
 ]
 
 
@@ -156,6 +157,18 @@ class Decision:
 
 def initial_state(settings: ControlSettings) -> ControlState:
     return ControlState(rate=_clamp(settings.initial_rate, settings))
+
+
+def phase(state: ControlState) -> str:
+    """The controller's state in words, for an operator: paused, slow start (doubling until
+    the first sign of overload), recovering (climbing back to the last good rate), steady."""
+    if state.paused:
+        return "paused"
+    if state.slow_start:
+        return "slow start"
+    if state.ceiling is not None and state.rate < state.ceiling:
+        return "recovering"
+    return "steady"
 
 
 def _clamp(rate: float, settings: ControlSettings) -> float:

@@ -5,7 +5,8 @@ decision to the pacer (the rate, or a hold). The I/O edge around the pure ``cont
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import replace
+from typing import Final, Protocol
 
 from purger.control import (
     Action,
@@ -20,9 +21,10 @@ from purger.control import (
 from purger.health import Direction, Sample, SignalKind
 from purger.pacing import Clock, Pacer
 
-__all__ = ["Governor", "HealthSource", "reading_of"]
+__all__ = ["PAUSED_BY_HEALTH", "Governor", "HealthSource", "reading_of"]
 
-_PAUSED_BY_HEALTH = "health"
+#: The pacer hold the controller takes and lifts; an operator's is another.
+PAUSED_BY_HEALTH: Final = "health"
 
 
 class HealthSource(Protocol):
@@ -72,9 +74,30 @@ class Governor:
         self._on_decision = on_decision  # changes only: a raise, a cut, a pause, a resume
         self._on_tick = on_tick  # every tick, holds included
         self.state: ControlState = initial_state(settings)
+        #: The last tick's decision, holds included, and the last that changed something
+        #: (with its time on ``clock``): what a live view shows as "now" and "last change".
         self.last: Decision | None = None
+        self.last_change: Decision | None = None
+        self.last_change_at: float | None = None
         self.samples: Sequence[Sample] = ()
         pacer.targets.rate = self.state.rate
+
+    @property
+    def settings(self) -> ControlSettings:
+        return self._settings
+
+    def wall_time(self) -> float:
+        """Now on the clock that dates samples (their age is measured on it)."""
+        return self._wall_clock()
+
+    def set_max_rate(self, rate: float) -> None:
+        """An operator moved the rate ceiling: the controller never goes above it, and a
+        rate above it comes down at once (a raise waits for the controller's evidence)."""
+        rate = max(self._settings.min_rate, rate)
+        self._settings = replace(self._settings, max_rate=rate)
+        if self.state.rate > rate:
+            self.state = replace(self.state, rate=rate)
+            self._pacer.targets.rate = rate
 
     async def run(self) -> None:
         """Tick until cancelled."""
@@ -99,12 +122,13 @@ class Governor:
         self._apply(decision)
         self._on_tick(decision)
         if decision.action is not Action.HOLD:
+            self.last_change, self.last_change_at = decision, observation.now
             self._on_decision(decision)
         return decision
 
     def _apply(self, decision: Decision) -> None:
         self._pacer.targets.rate = decision.rate
         if decision.state.paused:
-            self._pacer.hold(_PAUSED_BY_HEALTH)
-        elif self._pacer.held_by == _PAUSED_BY_HEALTH:
-            self._pacer.release()  # an operator's hold is theirs to lift
+            self._pacer.hold(PAUSED_BY_HEALTH)
+        else:
+            self._pacer.release(PAUSED_BY_HEALTH)  # an operator's hold is theirs to lift

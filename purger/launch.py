@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import httpx
@@ -23,25 +23,28 @@ from purger.estimate import Estimate, OriginModel, Pace, ShardWork, Workload, es
 from purger.governor import Governor
 from purger.health import HealthReader, SignalSpec
 from purger.model import TargetKind
+from purger.monitor import LiveRun
 from purger.names import NameSet, WeightSpec, WeightTransform
 from purger.pacing import AdaptiveLimit, Clock, Pacer, TokenBucket
 from purger.plan import Plan, fingerprint
 from purger.providers import ProviderOptions, create_provider
 from purger.providers.base import Provider
-from purger.run import Run, RunOutcome, RunSettings, RunStatistics
+from purger.run import Run, RunOutcome, RunSettings
 from purger.sim import SimConfig
 from purger.simulate import SimulationResult
-from purger.state import RunRecord, StateStore, StateSummary
+from purger.state import Failure, RunRecord, StateStore, StateSummary
 from purger.targets import Template
 
 __all__ = [
     "DryRunEnv",
     "Forecast",
     "PaceOptions",
+    "Presenter",
     "check_names_match",
     "execute_run",
     "forecast",
     "forecast_to_json",
+    "retry_forecast",
     "run_record",
     "simulation_to_json",
     "weight_spec_of",
@@ -51,7 +54,6 @@ __all__ = [
 #: Connections per httpx client: one client with 50 connections runs at about half the
 #: speed of several small ones (varnish-bench.md, P10).
 _CONNECTIONS_PER_CLIENT: Final = 5
-_PROGRESS_EVERY: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,6 +225,37 @@ def forecast(
     )
 
 
+def retry_forecast(
+    failures: Sequence[Failure], provider: Provider, pace: PaceOptions, *, workers: int
+) -> Forecast:
+    """How long ``run --retry-failed`` would take: the failed targets, batched to the
+    provider's caps, under the same bounds as a run (no shards: one list)."""
+    unique = {(f.kind, f.target) for f in failures}
+    kinds = sorted({kind for kind, _ in unique})
+    caps = caps_for(provider, kinds)
+    targets = {kind: sum(1 for k, _ in unique if k is kind) for kind in kinds}
+    calls = {kind: math.ceil(targets[kind] / caps[kind].max_targets) for kind in kinds}
+    workload = Workload(
+        targets=targets,
+        calls=calls,
+        shards=(ShardWork(id=0, weight=1.0, targets=len(unique), calls=sum(calls.values())),),
+    )
+    limits = provider.limits
+    result = estimate(
+        workload,
+        Pace(
+            rate=pace.rate,
+            concurrency=pace.concurrency,
+            workers=workers,
+            api_latency=limits.api_latency,
+            buckets=limits.buckets,
+        ),
+    )
+    return Forecast(
+        workload=workload, estimate=result, first_letter=result, first_letter_ideal_s=0.0
+    )
+
+
 def _pacer(pace: PaceOptions, provider: Provider, clock: Clock) -> Pacer:
     buckets = provider.limits.buckets
     return Pacer(
@@ -238,20 +271,16 @@ def _pacer(pace: PaceOptions, provider: Provider, clock: Clock) -> Pacer:
     )
 
 
-async def _stop_on_signals(run: Run, stop: anyio.Event) -> None:
+async def _stop_on_signals(live: LiveRun) -> None:
     """SIGINT or SIGTERM: a graceful stop; a second one stops waiting for the drain."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            if stop.is_set():
-                run.hurry()
-            run.stop(f"{signal.Signals(signum).name} received")
-            stop.set()
+            live.stop(f"{signal.Signals(signum).name} received")
 
 
-async def _report_progress(run: Run, report: Callable[[RunStatistics], None]) -> None:
-    while True:
-        await anyio.sleep(_PROGRESS_EVERY)
-        report(run.statistics())
+#: What shows a run while it goes: the live view, progress lines or JSON lines. It runs
+#: beside the run and is cancelled when the run ends.
+Presenter = Callable[[LiveRun], Coroutine[Any, Any, None]]
 
 
 async def execute_run(
@@ -266,17 +295,21 @@ async def execute_run(
     state_path: Path,
     resume: bool,
     clock: Clock,
-    report: Callable[[RunStatistics], None],
-    on_resume: Callable[[StateSummary], None],
+    present: Presenter | None = None,
+    on_resume: Callable[[StateSummary], None] = lambda summary: None,
     signals: Sequence[SignalSpec] = (),
     control: ControlSettings | None = None,
     on_decision: Callable[[Decision], None] = lambda decision: None,
+    retry_failed: bool = False,
+    min_rate: float = 1.0,
 ) -> tuple[RunOutcome, StateSummary]:
-    """Build the providers, open the state (recording the run, or checking on ``resume`` that
-    it is the one recorded), and run the plan until done or stopped.
+    """Build the providers, open the state (recording the run, or checking on ``resume``
+    and ``retry_failed`` that it is the one recorded), and run the plan (or, with
+    ``retry_failed``, the targets recorded as failed) until done or stopped.
 
     Options and credentials are checked before the state file is touched, so a typo leaves
-    no file and no half-started run behind.
+    no file and no half-started run behind. ``min_rate``: the operator's ceiling never goes
+    below it (``control.min_rate`` when there are signals).
     """
     clients = [
         httpx.AsyncClient(
@@ -294,9 +327,17 @@ async def execute_run(
         providers = [create_provider(options, client, env) for client in clients]
         with StateStore.open(state_path) as store:
             record = run_record(plan, options, templates)
-            if resume and store.load_run() is not None:
+            mode, earlier_failures = "run", 0
+            if retry_failed:
+                if store.load_run() is None:
+                    raise UsageError(f"no run recorded in {state_path}: nothing to retry")
                 store.check_resume(record)
-                on_resume(store.summary())
+                mode = "retry-failed"
+            elif resume and store.load_run() is not None:
+                store.check_resume(record)
+                summary = store.summary()
+                on_resume(summary)
+                mode, earlier_failures = "resume", summary.failures
             else:
                 # A --resume of a state that holds no run: the run before was stopped before
                 # it recorded anything (killed while reading names), so nothing was sent.
@@ -323,7 +364,18 @@ async def execute_run(
                     targets_sent=lambda: run.statistics().targets,
                     on_decision=on_decision,
                 )
-            outcome = await _execute_with_signals(run, report, governor)
+            live = LiveRun(
+                run=run,
+                pacer=pacer,
+                governor=governor,
+                stop=anyio.Event(),
+                min_rate=control.min_rate if control is not None else min_rate,
+                run_id=store.run_id(),
+                mode=mode,
+                earlier_failures=earlier_failures,
+            )
+            failures = store.failures() if retry_failed else None
+            outcome = await _execute_with_signals(live, run, present, governor, failures)
             return outcome, store.summary()
     finally:
         for client in [*clients, health_client]:
@@ -331,17 +383,25 @@ async def execute_run(
 
 
 async def _execute_with_signals(
-    run: Run, report: Callable[[RunStatistics], None], governor: Governor | None
+    live: LiveRun,
+    run: Run,
+    present: Presenter | None,
+    governor: Governor | None,
+    failures: Sequence[Failure] | None,
 ) -> RunOutcome:
-    stop = anyio.Event()
     async with anyio.create_task_group() as helpers:
-        helpers.start_soon(_stop_on_signals, run, stop)
-        helpers.start_soon(_report_progress, run, report)
+        helpers.start_soon(_stop_on_signals, live)
+        if present is not None:
+            helpers.start_soon(present, live)
         if governor is not None:
             helpers.start_soon(governor.run)
         try:
             # Errors are returned, not raised, out of the task group: no ExceptionGroup.
-            result: RunOutcome | PurgerError = await run.execute(stop)
+            result: RunOutcome | PurgerError = await (
+                run.execute(live.stop_event)
+                if failures is None
+                else run.retry(failures, live.stop_event)
+            )
         except PurgerError as error:
             result = error
         finally:

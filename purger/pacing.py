@@ -20,6 +20,7 @@ __all__ = [
     "AnyioClock",
     "Clock",
     "Pacer",
+    "PacerClosedError",
     "PacerStatistics",
     "TokenBucket",
 ]
@@ -166,18 +167,28 @@ class AdaptiveLimit:
             self._limiter.total_tokens = self.maximum
 
 
+class PacerClosedError(Exception):
+    """The pacer was closed (the run is stopping) before this call was admitted: it was
+    never sent, and a resume sends it."""
+
+
 @dataclass(frozen=True, slots=True)
 class PacerStatistics:
     rate: float
     concurrency_limit: int
     in_flight: int
     not_before: float
-    held_by: str | None
+    #: Who holds new calls back (``"health"``, ``"operator"``), in the order they held.
+    holds: tuple[str, ...]
 
 
 class Pacer:
     """Admits one API call at a time: the targets bucket, the provider's buckets, any wait a
-    provider asked for (``Retry-After``), then a slot under the concurrency cap."""
+    provider asked for (``Retry-After``), then a slot under the concurrency cap.
+
+    Holds are named, so that each holder lifts only its own: an operator's resume never
+    lifts a pause the health caused, nor the other way round.
+    """
 
     def __init__(
         self,
@@ -194,20 +205,36 @@ class Pacer:
         self.target_buckets = tuple(target_buckets)
         self.limit = limit
         self._not_before = -math.inf
-        self._held_by: str | None = None
+        self._holds: dict[str, None] = {}  # insertion-ordered set
         self._released: anyio.Event | None = None
+        self._closed = False
+        # Calls waiting for their turn (a bucket, a Retry-After): cancelled by close().
+        self._waiting: set[anyio.CancelScope] = set()
 
     @property
-    def held_by(self) -> str | None:
-        """Why new calls are held (a pause from health or an operator), or ``None``."""
-        return self._held_by
+    def holds(self) -> tuple[str, ...]:
+        """Who holds new calls back, or ``()``."""
+        return tuple(self._holds)
 
-    def hold(self, reason: str) -> None:
-        """Let no new call start until :meth:`release`; calls in flight go on."""
-        self._held_by = reason
+    def hold(self, holder: str) -> None:
+        """Let no new call start until ``holder`` releases; calls in flight go on."""
+        self._holds[holder] = None
 
-    def release(self) -> None:
-        self._held_by = None
+    def release(self, holder: str) -> None:
+        """Lift ``holder``'s hold; calls start again once no one holds them."""
+        self._holds.pop(holder, None)
+        if not self._holds:
+            self._wake()
+
+    def close(self) -> None:
+        """The run is stopping: every call not admitted yet raises :class:`PacerClosedError`
+        instead of waiting for a bucket, a hold or a ``Retry-After``; calls in flight go on."""
+        self._closed = True
+        self._wake()
+        for scope in self._waiting:
+            scope.cancel()
+
+    def _wake(self) -> None:
         if self._released is not None:
             self._released.set()
             self._released = None
@@ -218,20 +245,43 @@ class Pacer:
 
     @asynccontextmanager
     async def admit(self, targets: int) -> AsyncIterator[None]:
-        while self._held_by is not None:
+        while True:
+            await self._while_held()
+            delay = max(
+                [self.targets.reserve(targets)]
+                + [bucket.reserve(1) for bucket in self.call_buckets]
+                + [bucket.reserve(targets) for bucket in self.target_buckets]
+            )
+            delay = max(delay, self._not_before - self.clock.now())
+            if delay <= 0:
+                break
+            await self._wait(delay)
+            # A pause that came while this call waited for its turn holds it too (at a low
+            # rate the wait is long, and a paused run must send nothing new); after the
+            # pause it queues again, so that a resume is not a burst of every held call.
+            if not self._holds:
+                break
+        async with self.limit.slot():
+            yield
+
+    async def _while_held(self) -> None:
+        while self._holds and not self._closed:
             if self._released is None:
                 self._released = anyio.Event()
             await self._released.wait()
-        delay = max(
-            [self.targets.reserve(targets)]
-            + [bucket.reserve(1) for bucket in self.call_buckets]
-            + [bucket.reserve(targets) for bucket in self.target_buckets]
-        )
-        delay = max(delay, self._not_before - self.clock.now())
-        if delay > 0:
-            await self.clock.sleep(delay)
-        async with self.limit.slot():
-            yield
+        if self._closed:
+            raise PacerClosedError
+
+    async def _wait(self, delay: float) -> None:
+        # A scope per waiting call, not per call: most calls at a high rate never wait.
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                await self.clock.sleep(delay)
+            finally:
+                self._waiting.discard(scope)
+        if scope.cancelled_caught or self._closed:
+            raise PacerClosedError
 
     def statistics(self) -> PacerStatistics:
         return PacerStatistics(
@@ -239,5 +289,5 @@ class Pacer:
             concurrency_limit=self.limit.limit,
             in_flight=self.limit.in_flight,
             not_before=self._not_before,
-            held_by=self._held_by,
+            holds=self.holds,
         )

@@ -5,28 +5,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from rich.console import Console, Group, RenderableType
-from rich.progress_bar import ProgressBar
+from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from purger.estimate import Estimate
 from purger.health import Direction, Sample
 from purger.launch import Forecast
 from purger.names import NameSet
 from purger.plan import Comparison, Plan
-from purger.simulate import Snapshot
+from purger.providers import ProviderOptions
 
 __all__ = [
-    "demo_view",
     "format_duration",
     "format_weight",
+    "provider_label",
     "render_forecast",
     "render_plan",
     "render_probe",
     "render_simulation",
     "render_skipped",
     "render_status",
+    "render_summary",
+    "shard_range",
 ]
 
 _SHOWN_SKIPPED = 3
@@ -39,7 +39,8 @@ def format_weight(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _range(start: str, limit: str | None) -> str:
+def shard_range(start: str, limit: str | None) -> str:
+    """``['p', 'pe')``: a shard's half-open range of names."""
     low = repr(start) if start else "start"
     high = repr(limit) if limit is not None else "end"
     return f"[{low}, {high})"
@@ -76,7 +77,7 @@ def render_plan(
     for shard in plan.shards:
         table.add_row(
             str(shard.id),
-            _range(shard.start, shard.limit),
+            shard_range(shard.start, shard.limit),
             f"{shard.count:,}",
             format_weight(shard.weight),
             f"{100 * shard.weight / plan.total_weight:.2f} %",
@@ -155,7 +156,7 @@ def render_forecast(
 ) -> None:
     """What a run would send, how long it would take and why, a chart of the shards per
     worker, and PyPI's 2022 method beside it. Nothing was sent."""
-    est, workload = forecast.estimate, forecast.workload
+    est = forecast.estimate
 
     def say(text: str) -> None:
         console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -164,10 +165,8 @@ def render_forecast(
         f"estimate (nothing sent): provider {provider}, {'soft' if soft else 'hard'} purge, "
         f"{names:,} names in {shards} shards, templates {', '.join(templates)}"
     )
-    for kind in sorted(workload.targets):
-        say(f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls")
-    duration = format_duration(est.duration_s)
-    say(f"duration {duration} with {est.workers} workers, bound by {est.bottleneck}")
+    for line in _workload_lines(forecast):
+        say(line)
     for bound, seconds in sorted(est.bounds.items(), key=lambda item: -item[1]):
         say(f"  {format_duration(seconds):>10}  {bound}")
     if est.origin_peak_extra_rps:
@@ -183,6 +182,59 @@ def render_forecast(
             f"{format_duration(forecast.first_letter_ideal_s)}; "
             f"this plan: {format_duration(est.duration_s)}"
         )
+
+
+def provider_label(options: ProviderOptions) -> str:
+    """``fastly service SVC``, ``varnish http://a:6081, http://b:6081``: the provider and
+    what of it a purge reaches, so that an operator sees a wrong service before it is hit."""
+    details = {
+        "fastly": f"service {options.service_id}",
+        "cloudflare": f"zone {options.zone_id}",
+        "akamai": f"{options.network} network, {options.akamai_key_type}s, {options.akamai_action}",
+        "varnish": ", ".join(options.endpoints),
+    }
+    label = options.name
+    if details.get(options.name):
+        label += f" {details[options.name]}"
+    if options.api_base:
+        label += f" (via {options.api_base})"
+    return label
+
+
+def _workload_lines(forecast: Forecast) -> list[str]:
+    """Targets and API calls by kind, then the duration and what bounds it."""
+    est, workload = forecast.estimate, forecast.workload
+    lines = [
+        f"  {kind}s: {workload.targets[kind]:,} targets in {workload.calls[kind]:,} API calls"
+        for kind in sorted(workload.targets)
+    ]
+    duration = format_duration(est.duration_s)
+    lines.append(f"duration {duration} with {est.workers} workers, bound by {est.bottleneck}")
+    return lines
+
+
+def render_summary(
+    console: Console,
+    *,
+    action: str,
+    provider: str,
+    soft: bool,
+    templates: Sequence[str],
+    state: str,
+    forecast: Forecast,
+) -> None:
+    """What ``purger run`` is about to send, before it asks to proceed: ``action`` (what
+    and where: names and shards, a resume, a retry of failures), the provider and its
+    service, zone or endpoints, soft or hard, templates, targets by kind, the estimate."""
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    say(f"about to purge through {provider}, {'soft' if soft else 'hard'} purge: {action}")
+    say(f"  templates: {', '.join(templates)}")
+    say(f"  state: {state}")
+    for line in _workload_lines(forecast):
+        say(f"  {line.strip()}")
 
 
 _GANTT_WIDTH = 60
@@ -240,7 +292,7 @@ def render_simulation(console: Console, document: Mapping[str, object]) -> None:
     assert isinstance(decisions, list)  # noqa: S101
     for decision in decisions[:20]:
         at, action, rate = decision["at_s"], decision["action"], decision["rate"]
-        say(f"  {at:>8} s  {action:<6} {rate:>8}/s  {decision['why']}")
+        say(f"  {at:>8} s  {action:<6} {rate:>8}/s  {decision['reason']}")
     if len(decisions) > 20:
         say(f"  ... {len(decisions) - 20} more decisions")
 
@@ -290,8 +342,34 @@ def render_probe(samples: Sequence[Sample], now: float, console: Console) -> Non
     console.print(table)
 
 
+_HISTORY_ROWS = 12
+
+
+def _render_history(console: Console, history: object) -> None:
+    """The rate over time: at most a dozen points, evenly spaced, the last one included."""
+    assert isinstance(history, list)  # noqa: S101 - status_document builds it
+    if not history:
+        return
+    step = max(1, math.ceil(len(history) / _HISTORY_ROWS))
+    shown = history[::-1][::step][::-1]
+    table = Table(title="rate history", title_justify="left")
+    for column in ("at (UTC)", "targets/s", "allowed", "targets", "held by"):
+        table.add_column(column, justify="left" if column in ("at (UTC)", "held by") else "right")
+    for point in shown:
+        allowed = point["allowed"]
+        table.add_row(
+            str(point["at"]).replace("+00:00", ""),
+            f"{point['rate']:,.1f}",
+            "unbounded" if allowed is None else f"{allowed:,.0f}",
+            f"{point['targets']:,}",
+            ", ".join(point["held"]) or "-",
+        )
+    console.print(table)
+
+
 def render_status(console: Console, document: Mapping[str, object]) -> None:
-    """``purger status``: totals, then the shards not done yet (done ones folded)."""
+    """``purger status``: the run, totals, the rate over time, failures by reason, then
+    the shards not done yet (done ones folded)."""
 
     def say(text: str) -> None:
         console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -303,8 +381,8 @@ def render_status(console: Console, document: Mapping[str, object]) -> None:
     eta = document["eta_s"]
     rate = document["rate"]
     say(
-        f"{document['state']}: run {str(run['fingerprint'])[:12]} on {run['provider']}, "
-        f"started {run['created_at']}"
+        f"{document['state']}: run {document['run_id']} (plan {str(run['fingerprint'])[:12]}) "
+        f"on {run['provider']}, started {run['created_at']}"
     )
     say(
         f"{document['shards_done']}/{document['shards_total']} shards done, "
@@ -312,6 +390,13 @@ def render_status(console: Console, document: Mapping[str, object]) -> None:
         + (f", {rate:,.0f}/s" if isinstance(rate, float) else "")
         + (f", ETA {format_duration(eta)}" if isinstance(eta, float) else "")
     )
+    _render_history(console, document["rate_history"])
+    reasons = document["failure_reasons"]
+    assert isinstance(reasons, list)  # noqa: S101 - status_document builds it
+    if reasons:
+        say(f"failures by reason (purger failures --state {document['state']} lists them):")
+        for row in reasons:
+            say(f"  {row['count']:>8,}  {row['reason']}")
     shards = document["shards"]
     assert isinstance(shards, list)  # noqa: S101 - status_document builds it
     open_shards = [s for s in shards if not s["done"]]
@@ -323,45 +408,8 @@ def render_status(console: Console, document: Mapping[str, object]) -> None:
     for shard in open_shards:
         table.add_row(
             str(shard["id"]),
-            _range(shard["start"], shard["limit"]),
+            shard_range(shard["start"], shard["limit"]),
             f"{shard['names']:,}",
             f"{shard['targets_done']:,}",
         )
     console.print(table)
-
-
-def demo_view(snapshot: Snapshot, *, title: str) -> RenderableType:
-    """The live view of ``purger demo``: progress, rates, the origin's health and what the
-    controller last did, and why."""
-    done = snapshot.targets / snapshot.total_targets if snapshot.total_targets else 0.0
-    header = Text(title, style="bold")
-    bar = ProgressBar(total=snapshot.total_targets, completed=snapshot.targets, width=50)
-    eta = "unknown" if snapshot.eta_s is None else format_duration(snapshot.eta_s)
-    status = "[red]PAUSED[/]" if snapshot.paused else "[green]purging[/]"
-    summary = Text.from_markup(
-        f"{snapshot.targets:,} / {snapshot.total_targets:,} ({done:.0%})  {status}  "
-        f"now {snapshot.achieved_rate:,.0f}/s, allowed {snapshot.allowed_rate:,.0f}/s  "
-        f"ETA {eta}  t = {snapshot.time:,.0f} s (virtual)"
-    )
-    health = Table(
-        title=f"origin health (capacity {snapshot.capacity:,.0f} fetches/s)", title_justify="left"
-    )
-    for column in ("signal", "value", "limit", "pressure"):
-        health.add_column(column, justify="left" if column == "signal" else "right")
-    for sample in snapshot.samples:
-        pressure = sample.pressure
-        style = "green" if pressure is not None and pressure < 0.8 else "yellow"
-        style = "red" if pressure is None or pressure >= 1 else style
-        health.add_row(
-            sample.signal.name,
-            "unknown" if sample.value is None else f"{sample.value:.3g}",
-            f"{sample.signal.limit:g}",
-            Text("-" if pressure is None else f"{pressure:.2f}", style=style),
-        )
-    decision = snapshot.decision
-    last = (
-        Text("controller: slow start, no change yet")
-        if decision is None
-        else Text(f"controller: {decision.action} -> {decision.rate:,.0f}/s: {decision.reason}")
-    )
-    return Group(header, bar, summary, health, last)

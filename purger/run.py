@@ -12,16 +12,25 @@ credential stops everything at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol
 
 import anyio
 from anyio import CancelScope
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from purger.batching import PlannedBatch, ShardCursor, caps_for, names_in, shard_batches
+from purger.batching import (
+    PlannedBatch,
+    ShardCursor,
+    caps_for,
+    cut_targets,
+    names_in,
+    shard_batches,
+    target_counts,
+)
 from purger.errors import (
     AuthError,
     ProviderError,
@@ -30,21 +39,31 @@ from purger.errors import (
     TransientError,
 )
 from purger.estimate import window_per_worker
-from purger.model import Batch
+from purger.model import Batch, TargetKind
 from purger.names import NameSet
-from purger.pacing import Clock, Pacer
+from purger.pacing import Clock, Pacer, PacerClosedError
 from purger.plan import Plan, Shard
 from purger.providers.base import Provider
 from purger.retrying import RetryPolicy, call_with_retries
-from purger.state import Failure, ShardProgress
+from purger.state import Failure, RatePoint, ShardProgress
 from purger.targets import Template
 
-__all__ = ["ProgressStore", "Run", "RunOutcome", "RunSettings", "RunStatistics", "RunStatus"]
+__all__ = [
+    "ProgressStore",
+    "Run",
+    "RunOutcome",
+    "RunSettings",
+    "RunStatistics",
+    "RunStatus",
+    "ShardState",
+]
 
 
 #: Seconds between ETA estimates, and the weight of the newest rate in the smoothing.
 _ETA_EVERY: Final = 5.0
 _ETA_SMOOTHING: Final = 0.2
+#: Seconds between the rate points committed to the state (``purger status``'s history).
+_HISTORY_EVERY: Final = 10.0
 
 
 class ProgressStore(Protocol):
@@ -57,6 +76,8 @@ class ProgressStore(Protocol):
         updates: Sequence[ShardProgress],
         failures: Sequence[Failure] = (),
         status: Mapping[str, str] | None = None,
+        history: Sequence[RatePoint] = (),
+        retried: Sequence[Failure] = (),
     ) -> None: ...
 
 
@@ -91,6 +112,31 @@ class RunStatistics:
     rate: float = 0.0
     #: Seconds left at that rate, the biggest remaining shard considered; ``None``: unknown.
     eta_s: float | None = None
+    #: Targets per second over the last few seconds (what "now" means in a live view).
+    rate_now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardState:
+    """One shard as a live view shows it: its range, and its targets done of those its
+    names make (this run's and earlier runs' of the same state)."""
+
+    id: int
+    start: str
+    limit: str | None
+    weight: float
+    targets_done: int
+    targets_total: int
+    done: bool
+
+
+@dataclass(slots=True)
+class _Write:
+    """One confirmation for the writer: a shard's progress, failures, retried failures."""
+
+    progress: ShardProgress | None = None
+    failures: list[Failure] = field(default_factory=list)
+    retried: list[Failure] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,9 +197,16 @@ class Run:
         self._empty = 0
         self._started = clock.now()
         self._shard_targets: dict[int, int] = {}
-        self._rate = 0.0
+        self._expected = target_counts(plan.shards, self._templates, self._aliases)
+        self._rate = self._rate_now = 0.0
         self._eta: float | None = None
         self._done: set[int] = set()
+        self._saved: dict[int, ShardProgress] = {}
+        #: A retry of failed targets (``retry``): how many, and how many are settled.
+        self._retrying: int | None = None
+        self._settled = 0
+        self.last_failure: Failure | None = None
+        self._points: list[RatePoint] = []
         # Batches a worker keeps in flight within its shard: enough to fill the
         # concurrency cap when there are fewer shards left than workers.
         self._window = window_per_worker(pacer.limit.maximum, settings.workers)
@@ -169,7 +222,43 @@ class Run:
             rate=self._rate,
             eta_s=self._eta,
             empty_batches=self._empty,
+            rate_now=self._rate_now,
         )
+
+    @property
+    def retrying(self) -> int | None:
+        """Targets a :meth:`retry` is purging again; ``None`` for a run of the plan."""
+        return self._retrying
+
+    @property
+    def settled(self) -> int:
+        """Targets a :meth:`retry` purged or saw fail again so far."""
+        return self._settled
+
+    @property
+    def stopping(self) -> str | None:
+        """Why the run is stopping, once it is."""
+        return self._reason if self._stopping else None
+
+    def shards_now(self) -> tuple[ShardState, ...]:
+        """Every shard of the plan, heaviest first (the order workers take them)."""
+        shards = sorted(self._plan.shards, key=lambda s: (-s.weight, s.id))
+        states = []
+        for shard in shards:
+            saved = self._saved.get(shard.id)
+            done = self._shard_targets.get(shard.id, saved.targets_done if saved else 0)
+            states.append(
+                ShardState(
+                    id=shard.id,
+                    start=shard.start,
+                    limit=shard.limit,
+                    weight=shard.weight,
+                    targets_done=done,
+                    targets_total=self._expected.get(shard.id, 0),
+                    done=shard.id in self._done,
+                )
+            )
+        return tuple(states)
 
     def _should_stop(self) -> bool:
         # The event is read directly, not only through the watcher task, so that no batch
@@ -184,18 +273,18 @@ class Run:
             self._hurry.set()
 
     def stop(self, reason: str) -> None:
-        """Take no new batches; those in flight finish (within the drain timeout)."""
+        """Take no new batches; those in flight finish (within the drain timeout), and
+        those still waiting for their turn (a bucket, a pause) are not sent."""
         if not self._stopping:
             self._stopping = True
             self._reason = reason
+            self._pacer.close()
             if self._stopped is not None:
                 self._stopped.set()
 
     async def execute(self, stop: anyio.Event | None = None) -> RunOutcome:
         """Run until every shard is done or a stop is asked for; checkpoint either way."""
-        stopped, hurry = self._stopped, self._hurry = anyio.Event(), anyio.Event()
-        self._stop_event = stop
-        saved = self._store.progress()
+        self._saved = saved = self._store.progress()
         cursors: dict[int, ShardCursor] = {}
         queue: list[Shard] = []
         for shard in sorted(self._plan.shards, key=lambda s: (-s.weight, s.id)):
@@ -212,26 +301,72 @@ class Run:
             queue.append(shard)
         queue.reverse()  # pop() from the end takes the heaviest first
 
-        send, receive = anyio.create_memory_object_stream[tuple[ShardProgress, list[Failure]]](
-            max_buffer_size=1024
-        )
-        async with anyio.create_task_group() as writer:
-            writer.start_soon(self._write_checkpoints, receive)
-            async with send, anyio.create_task_group() as watcher:
-                watcher.start_soon(self._estimate_eta)
-                async with anyio.create_task_group() as workers:
-                    watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
-                    for _ in range(min(self._settings.workers, len(queue))):
-                        workers.start_soon(self._worker, queue, cursors, send)
-                watcher.cancel_scope.cancel()
-            # closing ``send`` lets the writer drain what is left and end
-        if self._fatal is not None:
-            raise self._fatal
+        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+            for _ in range(min(self._settings.workers, len(queue))):
+                workers.start_soon(self._worker, queue, cursors, checkpoints)
+
+        await self._drive(stop, spawn)
         statistics = self.statistics()
         if self._stopping and len(self._done) < len(self._plan.shards):
             return RunOutcome(status=RunStatus.STOPPED, statistics=statistics, reason=self._reason)
         status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
         return RunOutcome(status=status, statistics=statistics)
+
+    async def retry(
+        self, failures: Sequence[Failure], stop: anyio.Event | None = None
+    ) -> RunOutcome:
+        """Purge again the targets a run recorded as failed: each one purged is cleared
+        from the state (and counted in its shard), each one refused again is kept with
+        the provider's new reason. Stops like :meth:`execute`; what was not settled is
+        still recorded as failed, for the next retry."""
+        unique = list({(f.kind, f.target): f for f in failures}.values())
+        self._retrying = len(unique)
+        groups: dict[tuple[int, TargetKind], list[Failure]] = {}
+        for failure in unique:
+            groups.setdefault((failure.shard_id, failure.kind), []).append(failure)
+        queue: list[tuple[int, Batch, list[Failure]]] = []
+        for (shard_id, kind), group in sorted(groups.items()):
+            by_target = {f.target: f for f in group}
+            queue.extend(
+                (shard_id, Batch(kind, targets), [by_target[t] for t in targets])
+                for targets in cut_targets([f.target for f in group], self._caps[kind])
+            )
+        queue.reverse()
+
+        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+            for _ in range(min(self._pacer.limit.maximum, len(queue))):
+                workers.start_soon(self._retry_worker, queue, checkpoints)
+
+        await self._drive(stop, spawn)
+        statistics = self.statistics()
+        if self._stopping and self._settled < len(unique):
+            return RunOutcome(status=RunStatus.STOPPED, statistics=statistics, reason=self._reason)
+        status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
+        return RunOutcome(status=status, statistics=statistics)
+
+    async def _drive(
+        self,
+        stop: anyio.Event | None,
+        spawn: Callable[[TaskGroup, MemoryObjectSendStream[_Write]], None],
+    ) -> None:
+        """The workers ``spawn`` starts, with the one checkpoint writer, the ETA and the
+        watcher that turns a stop into a bounded drain; a refused credential is raised."""
+        stopped, hurry = self._stopped, self._hurry = anyio.Event(), anyio.Event()
+        self._stop_event = stop
+        if self._stopping:  # stopped before it started: the stop finds the events now
+            stopped.set()
+        send, receive = anyio.create_memory_object_stream[_Write](max_buffer_size=1024)
+        async with anyio.create_task_group() as writer:
+            writer.start_soon(self._write_checkpoints, receive)
+            async with send, anyio.create_task_group() as watcher:
+                watcher.start_soon(self._estimate_eta, send)
+                async with anyio.create_task_group() as workers:
+                    watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
+                    spawn(workers, send)
+                watcher.cancel_scope.cancel()
+            # closing ``send`` lets the writer drain what is left and end
+        if self._fatal is not None:
+            raise self._fatal
 
     async def _watch(
         self,
@@ -263,7 +398,7 @@ class Run:
         self,
         queue: list[Shard],
         cursors: dict[int, ShardCursor],
-        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+        checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         while queue and not self._should_stop():
             shard = queue.pop()
@@ -273,7 +408,7 @@ class Run:
         self,
         shard: Shard,
         cursor: ShardCursor,
-        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+        checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         names = names_in(shard, self._names)
         batches = shard_batches(
@@ -302,30 +437,56 @@ class Run:
         planned: PlannedBatch,
         cursor: ShardCursor,
         window: anyio.Semaphore,
-        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+        checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         try:
-            failures = await self._purge(planned.batch, planned.shard_id)
+            failures = await self._purge_or_stop(planned.batch, planned.shard_id)
+        finally:
+            window.release()
+        if failures is None:
+            return
+        self._shard_targets[planned.shard_id] += len(planned.targets) - len(failures)
+        cursor.trackers[planned.kind].confirm(planned)
+        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints)
+
+    async def _retry_worker(
+        self,
+        queue: list[tuple[int, Batch, list[Failure]]],
+        checkpoints: MemoryObjectSendStream[_Write],
+    ) -> None:
+        while queue and not self._should_stop():
+            shard_id, batch, retried = queue.pop()
+            again = await self._purge_or_stop(batch, shard_id)
+            if again is None:
+                return
+            self._settled += len(batch)
+            self._failures += len(again)
+            if again:
+                self.last_failure = again[-1]
+            await checkpoints.send(_Write(failures=again, retried=retried))
+
+    async def _purge_or_stop(self, batch: Batch, shard_id: int) -> list[Failure] | None:
+        """The targets refused, or ``None`` when the batch was not purged and the run
+        stops (the provider keeps failing, a refused credential, or a stop came first)."""
+        try:
+            return await self._purge(batch, shard_id)
+        except PacerClosedError:
+            return None  # never sent: the run is stopping; a resume sends it
         except _GaveUpError as gave_up:
             self.stop(f"giving up for now: {gave_up.error}")
-            return
+            return None
         except AuthError as error:
             self._fatal = error
             self.stop(str(error))
             self.hurry()  # every other call would be refused too: cancel them now
-            return
-        finally:
-            window.release()
-        self._shard_targets[planned.shard_id] += len(planned.targets) - len(failures)
-        cursor.trackers[planned.kind].confirm(planned)
-        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints)
+            return None
 
     async def _checkpoint(
         self,
         shard_id: int,
         cursor: ShardCursor,
         failures: list[Failure],
-        checkpoints: MemoryObjectSendStream[tuple[ShardProgress, list[Failure]]],
+        checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         encoded, ahead = cursor.encode()
         if cursor.finished:
@@ -338,33 +499,58 @@ class Run:
             targets_done=self._shard_targets[shard_id],
         )
         self._failures += len(failures)
-        await checkpoints.send((progress, failures))
+        if failures:
+            self.last_failure = failures[-1]
+        await checkpoints.send(_Write(progress=progress, failures=failures))
 
-    async def _write_checkpoints(
-        self, receive: MemoryObjectReceiveStream[tuple[ShardProgress, list[Failure]]]
-    ) -> None:
+    async def _write_checkpoints(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
         """The one writer: commits everything waiting in one transaction (group commit)."""
         async with receive:
             async for first in receive:
-                updates = {first[0].shard_id: first[0]}
-                failures = list(first[1])
-                while True:
+                updates: dict[int, ShardProgress] = {}
+                failures: list[Failure] = []
+                retried: list[Failure] = []
+                write: _Write | None = first
+                while write is not None:
+                    if write.progress is not None:
+                        updates[write.progress.shard_id] = write.progress
+                    failures.extend(write.failures)
+                    retried.extend(write.retried)
                     try:
-                        progress, more = receive.receive_nowait()
+                        write = receive.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                    updates[progress.shard_id] = progress
-                    failures.extend(more)
+                        write = None
+                points, self._points = self._points, []
                 await anyio.to_thread.run_sync(
-                    self._store.commit, list(updates.values()), failures, self._status()
+                    self._commit, list(updates.values()), failures, points, retried
                 )
 
-    async def _estimate_eta(self) -> None:
+    def _commit(
+        self,
+        updates: list[ShardProgress],
+        failures: list[Failure],
+        points: list[RatePoint],
+        retried: list[Failure],
+    ) -> None:
+        self._store.commit(updates, failures, self._status(), points, retried)
+
+    def _left(self) -> list[int]:
+        """Targets left, per shard not done (or in all, for a retry)."""
+        if self._retrying is not None:
+            return [self._retrying - self._settled] if self._settled < self._retrying else []
+        return [
+            max(0, self._expected.get(shard.id, 0) - self._shard_targets.get(shard.id, 0))
+            for shard in self._plan.shards
+            if shard.id not in self._done
+        ]
+
+    async def _estimate_eta(self, checkpoints: MemoryObjectSendStream[_Write]) -> None:
         """Every few seconds: the observed rate (smoothed over about a minute) and the time
         left at it, from what each shard has left; the tail counts (the biggest shard left
-        goes no faster than one worker's share of the rate)."""
-        per_name = len(self._templates)
+        goes no faster than one worker's share of the rate). Every few of them, a point of
+        the rate history, committed even while nothing else is (a pause)."""
         sent, at = self._targets, self._clock.now()
+        last_point = at
         while True:
             await self._clock.sleep(_ETA_EVERY)
             now = self._clock.now()
@@ -372,11 +558,8 @@ class Run:
             sent, at = self._targets, now
             weight = _ETA_SMOOTHING if self._rate else 1.0
             self._rate = weight * instant + (1 - weight) * self._rate
-            left = [
-                max(0, shard.count * per_name - self._shard_targets.get(shard.id, 0))
-                for shard in self._plan.shards
-                if shard.id not in self._done
-            ]
+            self._rate_now = instant
+            left = self._left()
             if not left:
                 self._eta = 0.0
             elif self._rate <= 0:
@@ -384,6 +567,17 @@ class Run:
             else:
                 busy = max(1, min(self._settings.workers, sum(1 for n in left if n > 0)))
                 self._eta = max(sum(left) / self._rate, max(left) * busy / self._rate)
+            if now - last_point >= _HISTORY_EVERY:
+                last_point = now
+                self._points.append(
+                    RatePoint(
+                        rate=self._rate,
+                        allowed=self._pacer.targets.rate,
+                        targets=self._targets,
+                        held=self._pacer.holds,
+                    )
+                )
+                await checkpoints.send(_Write())
 
     def _status(self) -> dict[str, str]:
         return {

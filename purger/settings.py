@@ -143,6 +143,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             meaning="stop cleanly (exit 3, resumable) after this many seconds"),
     Setting(key="run.drain_timeout", kind="float", flag="--drain-timeout", minimum=0,
             meaning="on a stop, seconds calls in flight may take to finish"),
+    Setting(key="run.log_format", kind="str", flag="--log-format", choices=("text", "json"),
+            meaning="text: live view or progress lines; json: one JSON object a line"),
+    Setting(key="run.progress_interval", kind="float", flag="--progress-interval", above=0,
+            meaning="seconds between progress lines or JSON progress events"),
 )  # fmt: skip
 
 

@@ -9,25 +9,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 import httpx
 
 from purger.control import ControlSettings, Decision
 from purger.governor import Governor
-from purger.health import HealthReader, Sample, SignalKind, SignalSpec, SourceKind
+from purger.health import HealthReader, SignalKind, SignalSpec, SourceKind
+from purger.monitor import LiveRun, Snapshot
 from purger.names import NameSet
 from purger.pacing import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
 from purger.plan import Plan
 from purger.providers.varnish import VarnishProvider
 from purger.run import Run, RunOutcome, RunSettings
 from purger.sim import SimConfig, SimStep, SimulatedCDN
-from purger.state import Failure, ShardProgress
+from purger.state import Failure, RatePoint, ShardProgress
 from purger.targets import parse_templates
 from purger.virtual_time import run_in_virtual_time
 
-__all__ = ["MemoryStore", "SimulationResult", "Snapshot", "origin_signals", "simulate_purge"]
+__all__ = ["MemoryStore", "SimulationResult", "origin_signals", "simulate_purge"]
 
 
 async def _slow_down(speed: float) -> None:
@@ -53,10 +54,14 @@ class MemoryStore:
         updates: Sequence[ShardProgress],
         failures: Sequence[Failure] = (),
         status: Mapping[str, str] | None = None,
+        history: Sequence[RatePoint] = (),
+        retried: Sequence[Failure] = (),
     ) -> None:
-        del status  # nobody reads a simulation's ETA from its store
+        del status, history  # nobody reads a simulation's ETA or rates from its store
         for update in updates:
             self._progress[update.shard_id] = update
+        settled = {(f.kind, f.target) for f in retried}
+        self.failures = [f for f in self.failures if (f.kind, f.target) not in settled]
         self.failures.extend(failures)
 
 
@@ -112,8 +117,9 @@ def simulate_purge(
     speed: float | None = None,
 ) -> SimulationResult:
     """Purge every name of ``plan`` through the simulation; with ``control``, paced by
-    ``signals`` read from the simulated origin. ``observer`` sees a :class:`Snapshot` at
-    every controller tick; ``speed`` (virtual seconds per real second) slows virtual time
+    ``signals`` read from the simulated origin. ``observer`` sees the live view's
+    :class:`~purger.monitor.Snapshot` at every controller tick (with the origin's capacity
+    in its notes); ``speed`` (virtual seconds per real second) slows virtual time
     down so that a person can watch (the demo); ``None`` runs as fast as it can."""
     options = _Options(
         control=control,
@@ -126,22 +132,6 @@ def simulate_purge(
         speed=speed,
     )
     return run_in_virtual_time(_simulate, plan, name_set, config, options)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Snapshot:
-    """What a live view shows at one tick of a simulated purge."""
-
-    time: float
-    targets: int
-    total_targets: int
-    achieved_rate: float
-    allowed_rate: float
-    paused: bool
-    decision: Decision | None
-    samples: tuple[Sample, ...]
-    capacity: float
-    eta_s: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +151,7 @@ async def _simulate(
 ) -> SimulationResult:
     control, signals, rate = options.control, options.signals, options.rate
     clock = AnyioClock()
+    started = clock.now()
     cdn = SimulatedCDN(name_set, config)
     templates = parse_templates([options.key_template], [])
     rates: list[tuple[float, float, bool]] = []
@@ -195,21 +186,11 @@ async def _simulate(
                 def trace(decision: Decision) -> None:
                     rates.append((clock.now(), decision.rate, decision.state.paused))
                     if options.observer is not None:
-                        stats = run.statistics()
-                        options.observer(
-                            Snapshot(
-                                time=clock.now(),
-                                targets=stats.targets,
-                                total_targets=plan.total_count,
-                                achieved_rate=stats.rate,
-                                allowed_rate=decision.rate,
-                                paused=decision.state.paused,
-                                decision=decisions[-1][1] if decisions else None,
-                                samples=tuple(governor.samples),
-                                capacity=cdn.capacity_now,
-                                eta_s=stats.eta_s,
-                            )
+                        note = (
+                            f"origin capacity {cdn.capacity_now:,.0f} fetches/s; "
+                            f"t = {clock.now() - started:,.0f} s (virtual time)"
                         )
+                        options.observer(replace(live.snapshot(), notes=(note,)))
 
                 governor = Governor(
                     health=HealthReader(signals, client, wall_clock=clock.now),
@@ -220,6 +201,14 @@ async def _simulate(
                     targets_sent=lambda: run.statistics().targets,
                     on_decision=lambda d: decisions.append((clock.now(), d)),
                     on_tick=trace,
+                )
+                live = LiveRun(
+                    run=run,
+                    pacer=pacer,
+                    governor=governor,
+                    stop=anyio.Event(),
+                    min_rate=control.min_rate,
+                    mode="simulation",
                 )
                 helpers.start_soon(governor.run)
             if options.speed is not None:

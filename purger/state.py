@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from purger.plan import Shard
 __all__ = [
     "SCHEMA_VERSION",
     "Failure",
+    "RatePoint",
     "RunRecord",
     "ShardProgress",
     "StateStore",
@@ -44,6 +47,16 @@ _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _STATUS_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 )
+#: The run's rate over time, a point every few seconds, for ``status`` after the fact (made
+#: on open too, like ``status``). ``allowed`` is NULL when unbounded (``--rate inf``).
+_HISTORY_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS rate_history (seq INTEGER PRIMARY KEY, at TEXT NOT NULL,"
+    " rate REAL NOT NULL, allowed REAL, targets INTEGER NOT NULL, held TEXT NOT NULL)"
+)
+#: Failure reasons in a status document, most frequent first.
+_SHOWN_REASONS: Final = 10
+#: ``status`` key of the run's id: made when the run starts, stable across resumes.
+_RUN_ID: Final = "run_id"
 _SCHEMA: Final = (
     """CREATE TABLE run (
         id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL,
@@ -101,6 +114,20 @@ class Failure:
     kind: TargetKind
     shard_id: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RatePoint:
+    """The run's pace at one moment (the store dates it when it commits it)."""
+
+    #: Targets per second observed, smoothed over about a minute.
+    rate: float
+    #: The pacer's rate then: the ceiling, or what health allowed under it; inf: unbounded.
+    allowed: float
+    #: Targets purged so far by this execution.
+    targets: int
+    #: Who held new calls then (``"health"``, ``"operator"``), or ``()``.
+    held: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +242,10 @@ class StateStore:
             values = [record.fingerprint, record.provider, options, keys, urls]
             values += [record.purger_version, created_at]
             db.execute("INSERT INTO run VALUES (1, ?, ?, ?, ?, ?, ?, ?)", values)
+            db.execute(
+                "INSERT OR REPLACE INTO status (key, value) VALUES (?, ?)",
+                (_RUN_ID, uuid.uuid4().hex[:12]),
+            )
             db.executemany(
                 "INSERT INTO shard (id, range_start, range_limit, count, weight)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -251,12 +282,35 @@ class StateStore:
         updates: Sequence[ShardProgress],
         failures: Sequence[Failure] = (),
         status: Mapping[str, str] | None = None,
+        history: Sequence[RatePoint] = (),
+        retried: Sequence[Failure] = (),
     ) -> None:
-        """Replace each updated shard's progress, append ``failures`` and set ``status``
-        values (ETA, rate), durably, all or none."""
-        if not updates and not failures and not status:
+        """Replace each updated shard's progress, append ``failures``, set ``status``
+        values (ETA, rate) and append ``history``, durably, all or none.
+
+        ``retried``: failures recorded before and sent again (``run --retry-failed``).
+        Their rows go; those among ``failures`` (failed again) come back with the new
+        reason, and the others count as purged in their shard."""
+        if not updates and not failures and not status and not history and not retried:
             return
         with self._transaction() as db:
+            if retried:
+                self._settle(db, retried, failures)
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            db.executemany(
+                "INSERT INTO rate_history (at, rate, allowed, targets, held)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        now,
+                        p.rate,
+                        None if math.isinf(p.allowed) else p.allowed,
+                        p.targets,
+                        ",".join(p.held),
+                    )
+                    for p in history
+                ],
+            )
             db.executemany(
                 "INSERT INTO status (key, value) VALUES (?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -278,6 +332,56 @@ class StateStore:
                 "INSERT INTO failure (target, kind, shard_id, reason) VALUES (?, ?, ?, ?)",
                 [(f.target, str(f.kind), f.shard_id, f.reason) for f in failures],
             )
+
+    @staticmethod
+    def _settle(
+        db: sqlite3.Connection, retried: Sequence[Failure], again: Sequence[Failure]
+    ) -> None:
+        failed_again = {(str(f.kind), f.target) for f in again}
+        db.executemany(
+            "DELETE FROM failure WHERE kind = ? AND target = ?",
+            list({(str(f.kind), f.target) for f in retried}),
+        )
+        purged: dict[int, int] = {}
+        for failure in {(str(f.kind), f.target): f for f in retried}.values():
+            if (str(failure.kind), failure.target) not in failed_again:
+                purged[failure.shard_id] = purged.get(failure.shard_id, 0) + 1
+        db.executemany(
+            "UPDATE shard SET targets_done = targets_done + ? WHERE id = ?",
+            [(count, shard_id) for shard_id, count in purged.items()],
+        )
+
+    def run_id(self) -> str | None:
+        """The run's id (``None`` before a run is recorded). A state made before ids were
+        recorded gets one derived from what it holds, the same every time."""
+        stored = self.status().get(_RUN_ID)
+        if stored:
+            return stored
+        row = self._db.execute("SELECT fingerprint, created_at FROM run").fetchone()
+        if row is None:
+            return None
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"purger:{row[0]}:{row[1]}").hex[:12]
+
+    def rate_history(self) -> list[tuple[str, RatePoint]]:
+        """Every rate point committed, oldest first, each with when it was committed."""
+        try:
+            rows = self._db.execute(
+                "SELECT at, rate, allowed, targets, held FROM rate_history ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a read-only view of a state from before the table
+            return []
+        return [
+            (
+                at,
+                RatePoint(
+                    rate=rate,
+                    allowed=math.inf if allowed is None else allowed,
+                    targets=targets,
+                    held=tuple(h for h in held.split(",") if h),
+                ),
+            )
+            for at, rate, allowed, targets, held in rows
+        ]
 
     def status(self) -> dict[str, str]:
         """The latest ``status`` values committed (ETA, rate, targets)."""
@@ -385,6 +489,7 @@ def _connect(path: Path) -> sqlite3.Connection:
                 db.execute(statement)
             db.execute("COMMIT")
         db.execute(_STATUS_TABLE)
+        db.execute(_HISTORY_TABLE)
     except sqlite3.Error as err:
         db.close()
         raise InputError(f"cannot use as a purger state: {err}", where=str(path)) from None
@@ -441,7 +546,8 @@ def _differences(stored: RunRecord, new: RunRecord) -> list[str]:
 
 
 def status_document(store: StateStore) -> dict[str, object]:
-    """What ``purger status`` shows: the run, each shard's progress, totals, rate and ETA."""
+    """What ``purger status`` shows: the run and its id, each shard's progress, totals,
+    rate and ETA, the rate over time, and the most frequent failure reasons."""
     run = store.load_run()
     progress = store.progress()
     status = store.status()
@@ -460,8 +566,12 @@ def status_document(store: StateStore) -> dict[str, object]:
             }
         )
     eta = status.get("eta_s", "")
+    reasons: dict[str, int] = {}
+    for failure in store.failures():
+        reasons[failure.reason] = reasons.get(failure.reason, 0) + 1
     return {
         "state": str(store.path),
+        "run_id": store.run_id(),
         "run": None
         if run is None
         else {
@@ -478,4 +588,18 @@ def status_document(store: StateStore) -> dict[str, object]:
         "rate": float(status["rate"]) if status.get("rate") else None,
         "eta_s": float(eta) if eta else None,
         "shards": shards,
+        "rate_history": [
+            {
+                "at": at,
+                "rate": round(point.rate, 3),
+                "allowed": None if math.isinf(point.allowed) else round(point.allowed, 3),
+                "targets": point.targets,
+                "held": list(point.held),
+            }
+            for at, point in store.rate_history()
+        ],
+        "failure_reasons": [
+            {"reason": reason, "count": count}
+            for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+        ][:_SHOWN_REASONS],
     }

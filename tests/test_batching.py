@@ -7,7 +7,15 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from purger.batching import BatchCaps, Position, ShardCursor, names_in, shard_batches
+from purger.batching import (
+    BatchCaps,
+    Position,
+    ShardCursor,
+    cut_targets,
+    names_in,
+    shard_batches,
+    target_counts,
+)
 from purger.model import TargetKind
 from purger.plan import Shard
 from purger.targets import parse_templates, targets_of
@@ -191,3 +199,50 @@ def test_batches_of_a_large_stream_are_full():
     caps = {KEY: BatchCaps(max_targets=256)}
     sizes = [len(b.targets) for b in shard_batches(WHOLE, names, templates, {}, caps, {KEY: None})]
     assert sizes == [256, 256, 256, 232]
+
+
+@settings(max_examples=200, deadline=None)
+@given(workloads(), st.integers(1, 4))
+def test_target_counts_match_the_targets_made(workload, pieces):
+    """Each shard's count is what its names make, other spellings included."""
+    names, templates, aliases, _, kinds = workload
+    cuts = sorted(set(names[:: max(1, len(names) // pieces)][1:]))
+    bounds = ["", *cuts]
+    shards = [
+        Shard(
+            id=i,
+            start=start,
+            limit=bounds[i + 1] if i + 1 < len(bounds) else None,
+            count=0,
+            weight=0.0,
+        )
+        for i, start in enumerate(bounds)
+    ]
+    shards = [
+        Shard(id=s.id, start=s.start, limit=s.limit, count=len(names_in(s, names)), weight=0.0)
+        for s in shards
+    ]
+    counts = target_counts(shards, templates, aliases)
+    for shard in shards:
+        made = [
+            t
+            for n in names_in(shard, names)
+            for k in kinds
+            for t in targets_of(n, templates, k, aliases)
+        ]
+        assert counts[shard.id] == len(made)
+
+
+@settings(max_examples=200, deadline=None)
+@given(workloads())
+def test_cut_targets_keeps_order_and_caps(workload):
+    """Failed targets cut for a retry: every one once, in order, within the caps."""
+    names, _, _, caps, _ = workload
+    cap = caps[KEY]
+    batches = list(cut_targets(names, cap))
+    assert [t for b in batches for t in b] == names
+    for batch in batches:
+        assert 1 <= len(batch) <= cap.max_targets
+        size = cap.overhead_bytes + sum(cap.target_bytes(t) for t in batch)
+        if cap.max_bytes is not None and len(batch) > 1:
+            assert size <= cap.max_bytes

@@ -27,9 +27,10 @@ BASE = "https://api.fastly.example"
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "purger.toml"
 #: `purger run` options that have no key in a job file, on purpose: what a run is asked to
-#: do this time (resume, dry run), ad hoc signals, and how the job file itself is found.
+#: do this time (resume, dry run, retry the failures, go ahead without asking), ad hoc
+#: signals, and how the job file itself is found.
 COMMAND_LINE_ONLY = {"--resume", "--dry-run", "--signal", "--signals", "--names", "--names-url",
-                     "--config", "--help"}  # fmt: skip
+                     "--config", "--help", "--yes", "-y", "--retry-failed"}  # fmt: skip
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -119,7 +120,7 @@ def test_a_run_reads_its_paths_from_the_job_file_s_directory(job_dir, tmp_path, 
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     path = write_job(job_dir, "[provider]\nname = 'null'\n[pacing]\nmax_rate = inf\n")
-    result = invoke("run", "--config", str(path))
+    result = invoke("run", "--config", str(path), "--yes")
     assert result.exit_code == 0, result.output
     assert "done: 100 targets purged" in result.stderr
     assert (job_dir / "state.sqlite").exists()
@@ -133,7 +134,7 @@ def test_plan_writes_plan_file_and_run_and_estimate_read_it(job_dir):
     made = invoke("plan", "--config", str(path))
     assert made.exit_code == 0, made.output
     plan = json.loads((job_dir / "plan.json").read_text())
-    ran = invoke("run", "--config", str(path), "--rate", "inf")
+    ran = invoke("run", "--config", str(path), "--rate", "inf", "--yes")
     assert ran.exit_code == 0, ran.output
     stored = sqlite3.connect(job_dir / "state.sqlite").execute("SELECT fingerprint FROM run")
     assert stored.fetchone()[0] == plan["fingerprint"]
@@ -217,7 +218,7 @@ def test_a_run_reads_the_token_from_token_file_and_keeps_it_out_of_everything(jo
         f"[provider]\nname = 'fastly'\nservice_id = 'SVC'\napi_base = '{BASE}'\n"
         "token_file = 'fastly.token'\n[pacing]\nmax_rate = inf\n",
     )
-    result = invoke("run", "--config", str(path))
+    result = invoke("run", "--config", str(path), "--yes")
     assert result.exit_code == 0, result.output
     assert {r.headers["Fastly-Key"] for r in httpx_mock.get_requests()} == {TOKEN}
     assert TOKEN not in result.output

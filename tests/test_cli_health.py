@@ -93,7 +93,7 @@ def test_health_past_critical_pauses_the_run(tmp_path, httpx_mock):
         "run", str(names), "--provider", "null", "--key-template", "k/{name}",
         "--state", str(state), "--rate", "200", "--signal", signal(),
         "--tick", "0.05", "--feedback-delay", "0.2", "--max-duration", "1.5",
-        "--shards", "4", "--workers", "1", "--drain-timeout", "1",
+        "--shards", "4", "--workers", "1", "--drain-timeout", "1", "--yes",
     )  # fmt: skip
     assert result.exit_code == 3, result.output
     assert "control: pause" in result.stderr
@@ -133,4 +133,5 @@ def test_demo_purges_every_sample_name_and_reports():
     assert result.exit_code == 0, result.output
     assert "done: 102,114 targets purged" in result.stdout
     assert "controller decisions" in result.stdout
-    assert "origin health" in result.stdout  # the live view's last frame
+    assert "origin p99" in result.stdout  # the live view's last frame
+    assert "origin capacity" in result.stdout

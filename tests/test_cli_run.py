@@ -18,7 +18,7 @@ BASE = "https://api.fastly.example"
 
 def invoke(*args: str, env: dict[str, str] | None = None):
     environment = {"COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
-    return CliRunner().invoke(app, ["run", *args], env=environment)
+    return CliRunner().invoke(app, ["run", *args, "--yes"], env=environment)
 
 
 @pytest.fixture

@@ -267,3 +267,17 @@ def test_simulate_runs_the_engine_against_the_simulated_origin(tmp_path):
     assert document["targets"] == 3000
     assert document["duration_s"] > 3000 / 400  # never faster than the ceiling
     assert document["decisions"]
+
+
+def test_simulate_without_json_prints_the_decisions(tmp_path):
+    """--simulate as text: the summary and each decision of the controller with its reason
+    (it once read a key the document does not have)."""
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"n{i:05d}" for i in range(3000)) + "\n")
+    result = CliRunner().invoke(
+        app, ["estimate", str(names), "--simulate", "--seed", "3", "--rate", "400"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "simulated (seed 3)" in result.stdout
+    assert "slow start" in result.stdout

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from purger.pacing import AdaptiveLimit, Pacer, TokenBucket
+from purger.pacing import AdaptiveLimit, AnyioClock, Pacer, PacerClosedError, TokenBucket
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -150,3 +150,86 @@ async def test_a_deferral_holds_every_new_call():
     async with pacer.admit(1):
         pass
     assert clock.sleeps == [pytest.approx(7)]
+
+
+def _pacer(clock, rate: float = math.inf) -> Pacer:
+    return Pacer(
+        clock=clock, targets=TokenBucket(rate, 1, clock), limit=AdaptiveLimit(2, clock=clock)
+    )
+
+
+async def test_holds_are_named_and_each_holder_lifts_only_its_own():
+    """A health pause and an operator pause: lifting one leaves the other in force."""
+    pacer = _pacer(FakeClock())
+    pacer.hold("health")
+    pacer.hold("operator")
+    admitted = []
+
+    async def call() -> None:
+        async with pacer.admit(1):
+            admitted.append(True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        pacer.release("health")
+        await anyio.wait_all_tasks_blocked()
+        assert admitted == []
+        assert pacer.holds == ("operator",)
+        pacer.release("operator")
+    assert admitted == [True]
+    assert pacer.statistics().holds == ()
+
+
+async def test_closing_drops_calls_that_wait_for_a_hold_or_their_turn():
+    """A stop: calls not yet admitted (paused, or waiting for the bucket) raise at once
+    instead of waiting; a call admitted before goes on."""
+    pacer = _pacer(AnyioClock(), rate=0.001)  # one target every 1,000 s
+    pacer.targets.reserve(1)  # the next call waits about 1,000 s for its turn
+    outcomes: list[str] = []
+
+    async def call() -> None:
+        try:
+            async with pacer.admit(1):
+                outcomes.append("sent")
+        except PacerClosedError:
+            outcomes.append("dropped")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)  # waits for the bucket
+            await anyio.wait_all_tasks_blocked()
+            pacer.hold("operator")
+            tg.start_soon(call)  # waits for the hold
+            await anyio.wait_all_tasks_blocked()
+            pacer.close()
+    assert outcomes == ["dropped", "dropped"]
+
+
+async def test_a_pause_that_comes_while_a_call_waits_for_its_turn_holds_it():
+    """At a low rate a call waits long for its tokens: a pause meanwhile holds it too, and
+    after the pause it waits for a turn again (a resume is no burst of held calls)."""
+    clock = FakeClock()
+    pacer = _pacer(clock, rate=1.0)
+    pacer.targets.reserve(1)
+    sent = []
+
+    async def call() -> None:
+        async with pacer.admit(1):
+            sent.append(clock.now())
+
+    sleep = clock.sleep
+
+    async def sleep_then_pause(seconds: float) -> None:
+        await sleep(seconds)
+        if len(clock.sleeps) == 1:
+            pacer.hold("operator")  # pressed while the call slept
+
+    clock.sleep = sleep_then_pause  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        assert sent == []
+        pacer.release("operator")
+    assert len(sent) == 1
+    assert len(clock.sleeps) == 2  # its turn again after the pause

@@ -94,9 +94,11 @@ def imports_of(path: Path) -> tuple[set[str], set[str]]:
 
 
 def test_only_the_cli_and_report_use_rich():
-    """rich renders in the cli package and report.py only."""
+    """rich renders in the cli package and the rendering modules (report.py, and the live
+    view beside it) only."""
     users = {
         str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "rich" in imported_roots(p)
     }
     assert users
-    assert all(user.startswith("cli/") or user == "report.py" for user in users), users
+    rendering = {"report.py", "live_view.py"}
+    assert all(user.startswith("cli/") or user in rendering for user in users), users

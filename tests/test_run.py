@@ -345,3 +345,78 @@ def test_the_eta_is_estimated_and_written_to_the_state(tmp_path):
     assert eta == pytest.approx((200 - done) / rate, rel=0.25)
     assert float(status["rate"]) > 0
     assert status["eta_s"] != ""
+
+
+async def test_a_retry_of_failures_clears_the_purged_and_keeps_the_refused(tmp_path):
+    """The run records two refused keys; a retry where one is now accepted clears it (and
+    counts it in its shard) and keeps the other with the provider's new reason."""
+    bad = {"k/a01", "k/p03"}
+
+    def refuse(reason: str, refused: set[str]):
+        def script(call: int, batch: Batch) -> None:
+            if refused & set(batch.targets):
+                raise RejectedError(reason, provider="scripted", status=400)
+
+        return script
+
+    names = name_set(16)
+    plan = make_plan(names, PlanSettings(shards=2, workers=1))
+    templates = parse_templates(["k/{name}"], [])
+    first = ScriptedProvider(max_targets=8, script=refuse("400 first", bad))
+    with open_store(tmp_path, plan, templates) as store:
+        await make_run(plan, names, templates, first, store, FakeClock()).execute()
+        failed = store.failures()
+        done_before = store.summary().targets_done
+    assert {f.target for f in failed} == bad
+
+    again = ScriptedProvider(max_targets=8, script=refuse("400 still", {"k/p03"}))
+    with open_store(tmp_path, plan, templates) as store:
+        run = make_run(plan, names, templates, again, store, FakeClock())
+        outcome = await run.retry(failed)
+        (kept,) = store.failures()
+        assert kept.target == "k/p03"
+        assert "400 still" in kept.reason
+        assert store.summary().targets_done == done_before + 1
+    assert outcome.status is RunStatus.FAILED_TARGETS
+    assert (run.retrying, run.settled) == (2, 2)
+    assert sorted(t for b in again.calls for t in b.targets) == ["k/a01", "k/p03"]
+
+
+async def test_a_stop_while_paused_does_not_wait_for_the_drain_timeout(tmp_path):
+    """Paused (held), then stopped: calls waiting for the pause are dropped at once, so the
+    run ends stopped and resumable without waiting out the drain timeout."""
+    names = name_set(40)
+    plan = make_plan(names, PlanSettings(shards=4, workers=2))
+    templates = parse_templates(["k/{name}"], [])
+    provider = ScriptedProvider(max_targets=2)
+    with open_store(tmp_path, plan, templates) as store:
+        run = make_run(plan, names, templates, provider, store, AnyioClock())
+        run._pacer.hold("operator")
+        stop = anyio.Event()
+        with anyio.fail_after(3):  # the drain timeout is 5 s
+            async with anyio.create_task_group() as tg:
+
+                async def stop_soon() -> None:
+                    await anyio.wait_all_tasks_blocked()
+                    stop.set()
+
+                tg.start_soon(stop_soon)
+                outcome = await run.execute(stop)
+    assert outcome.status is RunStatus.STOPPED
+    assert provider.calls == []
+
+
+async def test_shards_now_lists_every_shard_heaviest_first_with_its_totals(tmp_path):
+    """What a live view reads: every shard, heaviest first, done with all its targets."""
+    names = name_set(40)
+    plan = make_plan(names, PlanSettings(shards=4, workers=2))
+    templates = parse_templates(["k/{name}"], ["https://h.example/{name}"])
+    with open_store(tmp_path, plan, templates) as store:
+        run = make_run(plan, names, templates, ScriptedProvider(), store, FakeClock())
+        before = run.shards_now()
+        await run.execute()
+    assert [s.weight for s in before] == sorted((s.weight for s in before), reverse=True)
+    assert sum(s.targets_total for s in before) == 80
+    assert not any(s.done for s in before)
+    after = run.shards_now()
+    assert all(s.done and s.targets_done == s.targets_total for s in after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import signal
@@ -21,7 +22,15 @@ from hypothesis import strategies as st
 from purger.errors import InputError, LockedError, StateMismatchError, UsageError
 from purger.model import Secret, TargetKind
 from purger.plan import Shard
-from purger.state import Failure, RunRecord, ShardProgress, StateStore, StateSummary
+from purger.state import (
+    Failure,
+    RatePoint,
+    RunRecord,
+    ShardProgress,
+    StateStore,
+    StateSummary,
+    status_document,
+)
 
 SHARDS = (
     Shard(0, "", "g", 120, 120.0),
@@ -441,3 +450,61 @@ def test_progress_is_the_last_update_per_shard(case):
         with StateStore.open(path) as reopened:
             assert reopened.progress() == expected
             assert reopened.summary().targets_done == sum(p.targets_done for p in expected.values())
+
+
+def test_a_run_has_a_stable_id(path, store):
+    """The id is made when the run starts and stays across reopens."""
+    run_id = store.run_id()
+    assert run_id is not None
+    assert len(run_id) == 12
+    store.close()
+    with StateStore.open(path) as reopened:
+        assert reopened.run_id() == run_id
+
+
+def test_a_state_from_before_run_ids_gets_a_derived_stable_one(path, store):
+    """An older state has no recorded id: one is derived from its run, the same each time."""
+    store._db.execute("DELETE FROM status")
+    derived = store.run_id()
+    assert derived is not None
+    assert len(derived) == 12
+    assert store.run_id() == derived
+
+
+def test_rate_history_round_trips_and_is_in_the_status_document(path, store):
+    """Rate points are dated by the store, kept in order, unbounded rates as null."""
+    store.commit(
+        [],
+        history=[
+            RatePoint(rate=10.0, allowed=20.0, targets=5),
+            RatePoint(rate=0.0, allowed=math.inf, targets=5, held=("health", "operator")),
+        ],
+    )
+    history = store.rate_history()
+    assert [point for _, point in history] == [
+        RatePoint(rate=10.0, allowed=20.0, targets=5),
+        RatePoint(rate=0.0, allowed=math.inf, targets=5, held=("health", "operator")),
+    ]
+    document = status_document(store)
+    assert document["run_id"] == store.run_id()
+    assert [p["allowed"] for p in document["rate_history"]] == [20.0, None]
+    assert document["rate_history"][1]["held"] == ["health", "operator"]
+
+
+def test_settling_retried_failures_clears_the_purged_and_keeps_the_refused(store):
+    """A retry: targets purged now leave the failure list and count in their shard; one
+    refused again stays, once, with the new reason."""
+    old = [
+        Failure(target="k/a", kind=TargetKind.KEY, shard_id=1, reason="400 old"),
+        Failure(target="k/b", kind=TargetKind.KEY, shard_id=1, reason="400 old"),
+        Failure(target="k/b", kind=TargetKind.KEY, shard_id=1, reason="400 older"),  # twice
+        Failure(target="k/c", kind=TargetKind.KEY, shard_id=2, reason="400 old"),
+    ]
+    store.commit([], old)
+    again = [Failure(target="k/b", kind=TargetKind.KEY, shard_id=1, reason="400 new")]
+    store.commit([], again, retried=old)
+    assert store.failures() == again
+    progress = store.progress()
+    assert progress[1].targets_done == 1
+    assert progress[2].targets_done == 1
+    assert status_document(store)["failure_reasons"] == [{"reason": "400 new", "count": 1}]

@@ -13,6 +13,8 @@ from purger.cli._app import (
     app,
 )
 from purger.control import ControlSettings
+from purger.live_view import live_view
+from purger.monitor import Snapshot
 from purger.names import (
     WeightSpec,
     WeightTransform,
@@ -22,12 +24,9 @@ from purger.plan import (
     PlanSettings,
     make_plan,
 )
-from purger.report import (
-    demo_view,
-    format_duration,
-)
+from purger.report import format_duration
 from purger.sim import SimConfig
-from purger.simulate import Snapshot, origin_signals, simulate_purge
+from purger.simulate import origin_signals, simulate_purge
 from purger.sources import (
     SAMPLE_NAME,
     NamesSource,
@@ -69,7 +68,7 @@ def demo(
         with Live(console=out, auto_refresh=False, transient=False) as live:
 
             def show(snapshot: Snapshot) -> None:
-                live.update(demo_view(snapshot, title=title), refresh=True)
+                live.update(live_view(snapshot, title=title), refresh=True)
 
             result = simulate_purge(
                 plan=the_plan,

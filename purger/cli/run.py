@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 import typer
 from rich.console import Console
 
@@ -34,40 +30,34 @@ from purger.cli._app import (
     app,
 )
 from purger.cli._job import ConfigOpt
+from purger.cli.confirm import Declined, confirm_run, is_interactive, recorded_failures
 from purger.cli.estimate import _show_forecast
-from purger.control import ControlSettings, Decision
+from purger.cli.session import Output, RunRequest, run_with_state
+from purger.control import ControlSettings
 from purger.errors import UsageError
-from purger.health import SignalSpec
-from purger.launch import (
-    PaceOptions,
-    execute_run,
-)
+from purger.launch import PaceOptions
 from purger.names import (
-    NameSet,
     Normalization,
     WeightSpec,
     WeightTransform,
 )
-from purger.pacing import AnyioClock
-from purger.plan import (
-    Plan,
-    PlanSettings,
-)
+from purger.plan import PlanSettings
 from purger.providers import PROVIDER_NAMES, ProviderOptions
-from purger.report import (
-    format_duration,
-)
-from purger.run import RunSettings, RunStatistics, RunStatus
+from purger.run import RunSettings
 from purger.sources import (
     SourceFormat,
 )
-from purger.state import StateSummary
-from purger.targets import Template, parse_templates
+from purger.targets import parse_templates
 
 
 class Network(StrEnum):
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 class AkamaiAction(StrEnum):
@@ -142,6 +132,31 @@ def run(
         bool, typer.Option("--hard", help="Hard purge (evict) instead of the default soft purge.")
     ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each API call.")] = 10.0,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask before sending (needed without a terminal)."),
+    ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="text: the live view on a terminal, else progress lines on stderr; "
+            "json: one JSON object a line on stdout.",
+        ),
+    ] = LogFormat.TEXT,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            "--progress-interval", help="Seconds between progress lines (or JSON events)."
+        ),
+    ] = 10.0,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Purge again the targets --state records as failed (same run options).",
+        ),
+    ] = False,
     service_id: Annotated[str | None, typer.Option("--service-id", help="Fastly service.")] = None,
     zone_id: Annotated[str | None, typer.Option("--zone-id", help="Cloudflare zone.")] = None,
     token_file: Annotated[
@@ -290,100 +305,57 @@ def run(
             raise UsageError("--state FILE is required: it records progress so nothing is lost")
         if resume and not state.exists():
             raise UsageError(f"no state at {state} to resume (without --resume a new run starts)")
-        code = _run_with_state(
-            state,
-            resume,
-            the_plan,
-            name_set,
-            templates,
-            options,
-            pace,
-            run_settings,
-            err,
-            health,
-            control,
+        if not progress_interval > 0:
+            raise UsageError(f"--progress-interval must be > 0, not {progress_interval}")
+        failures = None
+        if retry_failed:
+            if resume:
+                raise UsageError("--retry-failed and --resume: one at a time")
+            failures = recorded_failures(state)
+            if not failures:
+                err.print(f"no failed targets recorded in {state}: nothing to retry")
+                raise typer.Exit(ExitCode.OK)
+        interactive = is_interactive()
+        if not yes:
+            try:
+                confirm_run(
+                    plan=the_plan,
+                    name_set=name_set,
+                    templates=templates,
+                    options=options,
+                    pace=pace,
+                    workers=run_settings.workers,
+                    state=state,
+                    resume=resume,
+                    failures=failures,
+                    interactive=interactive,
+                    show=interactive or log_format is LogFormat.TEXT,
+                    out=out,
+                )
+            except Declined:
+                err.print("nothing sent", highlight=False)
+                raise typer.Exit(ExitCode.USAGE) from None
+        code = run_with_state(
+            RunRequest(
+                path=state,
+                resume=resume,
+                retry_failed=retry_failed,
+                plan=the_plan,
+                name_set=name_set,
+                templates=templates,
+                options=options,
+                pace=pace,
+                settings=run_settings,
+                signals=health,
+                control=control,
+                min_rate=min_rate,
+            ),
+            Output(
+                out=out,
+                err=err,
+                json=log_format is LogFormat.JSON,
+                live=interactive and log_format is LogFormat.TEXT,
+                interval=progress_interval,
+            ),
         )
     raise typer.Exit(code)
-
-
-def _run_with_state(
-    path: Path,
-    resume: bool,
-    the_plan: Plan,
-    name_set: NameSet,
-    templates: Sequence[Template],
-    options: ProviderOptions,
-    pace: PaceOptions,
-    settings: RunSettings,
-    err: Console,
-    health: Sequence[SignalSpec],
-    control: ControlSettings | None,
-) -> int:
-    def on_decision(decision: Decision) -> None:
-        pressure = "unknown" if decision.pressure is None else f"{decision.pressure:.2f}"
-        err.print(
-            f"control: {decision.action} -> {decision.rate:,.0f} targets/s "
-            f"(pressure {pressure}): {decision.reason}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-
-    def on_resume(summary: StateSummary) -> None:
-        err.print(
-            f"resuming {path}: {summary.shards_done}/{summary.shards} shards done, "
-            f"{summary.targets_done:,} targets purged",
-            highlight=False,
-        )
-
-    def report(stats: RunStatistics) -> None:
-        eta = "ETA unknown" if stats.eta_s is None else f"ETA {format_duration(stats.eta_s)}"
-        err.print(
-            f"{stats.elapsed:7.0f} s  {stats.targets:,} targets in {stats.batches:,} calls, "
-            f"{stats.shards_done}/{stats.shards} shards done, {stats.failures} failed, "
-            f"{stats.rate:,.0f}/s, {eta}",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-    outcome, total = anyio.run(
-        partial(
-            execute_run,
-            plan=the_plan,
-            name_set=name_set,
-            templates=templates,
-            options=options,
-            env=os.environ,
-            pace=pace,
-            settings=settings,
-            state_path=path,
-            resume=resume,
-            clock=AnyioClock(),
-            report=report,
-            on_resume=on_resume,
-            signals=health,
-            control=control,
-            on_decision=on_decision,
-        )
-    )
-    report(outcome.statistics)
-    stats = outcome.statistics
-    if stats.batches and stats.empty_batches == stats.batches:
-        err.print(
-            f"warning: {options.name} purged no object in any of the {stats.batches:,} calls: "
-            "if the objects were cached, check the templates (and the Host of URL templates)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if outcome.status is RunStatus.STOPPED:
-        err.print(
-            f"stopped: {outcome.reason}; resume with --resume --state {path}", highlight=False
-        )
-        return ExitCode.STOPPED
-    if total.failures:
-        err.print(
-            f"done, but {total.failures:,} targets failed (listed in {path})", highlight=False
-        )
-        return ExitCode.FAILED_TARGETS
-    err.print(f"done: {total.targets_done:,} targets purged", highlight=False)
-    return ExitCode.OK

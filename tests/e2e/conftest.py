@@ -9,11 +9,13 @@ package cannot pass by skipping.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from bench.cluster import Cluster, Missing, find_missing, install_hint, run_cluster
+from tests.e2e.recording import RecordingCache
 
 
 def require(missing: list[Missing]) -> None:
@@ -42,3 +44,16 @@ def monitored_cache() -> Iterator[Cluster]:
     require(find_missing(prometheus=True))
     with run_cluster(prometheus=True) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def recording_cache() -> Iterator[RecordingCache]:
+    """A loopback cache that counts every key and URL purged (``recording.py``)."""
+    server = RecordingCache()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

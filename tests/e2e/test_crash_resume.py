@@ -1,8 +1,8 @@
 """SIGKILL a real ``purger run`` at random moments and resume it: nothing is lost, and what
 is purged twice is bounded by the batches that can be in flight at each kill.
 
-The cache is a small HTTP server on loopback that speaks the Varnish xkey contract
-(``PURGE /`` with the keys in ``xkey-softpurge``) and counts every key it is sent.
+The cache is a small HTTP server on loopback that speaks the Varnish xkey contract and
+counts every key it is sent (``tests/e2e/recording.py``).
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.recording import RecordingCache
 
 pytestmark = pytest.mark.e2e
 
@@ -26,50 +25,6 @@ NAMES = 12_000
 CONCURRENCY = 2
 MAX_KEYS_PER_BATCH = 256  # the varnish provider's cap
 KILLS = 4
-
-
-class RecordingCache(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.lock = threading.Lock()
-        self.purged: Counter[str] = Counter()
-        self.requests = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: RecordingCache
-
-    def do_PURGE(self) -> None:
-        keys = self.headers.get("xkey-softpurge", "").split()
-        time.sleep(0.004)  # a real node takes a little while: kills land mid-flight
-        with self.server.lock:
-            self.server.purged.update(keys)
-            self.server.requests += 1
-        self.send_response(200, f"Softpurged {len(keys)}")
-        self.send_header("X-Purged-Count", str(len(keys)))
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def recording_cache() -> Iterator[RecordingCache]:
-    server = RecordingCache()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def purger_run(
@@ -95,6 +50,7 @@ def purger_run(
         str(CONCURRENCY),
         "--workers",
         "4",
+        "--yes",
         *(["--resume"] if resume else []),
     ]
 
@@ -143,7 +99,11 @@ def test_a_signal_stops_cleanly_with_exit_3_and_resume_finishes(tmp_path, record
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(1.0)
+    # Signal once purges are going: a process still importing would die of the signal.
+    deadline = time.monotonic() + 60
+    while recording_cache.total() == 0 and process.poll() is None:
+        assert time.monotonic() < deadline, "no purge within 60 s"
+        time.sleep(0.05)
     assert process.poll() is None, "the run ended before the signal: make it longer"
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)

@@ -71,6 +71,7 @@ def purger_run(cache: Cluster, names: Path, state: Path, *args: str) -> list[str
         cache.varnish.url,
         "--state",
         str(state),
+        "--yes",
         *args,
     ]
 

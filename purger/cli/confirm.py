@@ -1,0 +1,125 @@
+"""Before ``purger run`` sends anything: what it is about to do, and ``Proceed? [y/N]``.
+
+On a terminal the operator answers; without one (cron, CI) nothing can answer, so the run
+does not start unless ``--yes`` was given: it prints the summary and exits 2, never hangs.
+Every run that sends confirms, a ``--resume`` and a ``--retry-failed`` too: they may come
+hours after the first, when the incident looks different (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+import httpx
+from rich.console import Console
+from rich.text import Text
+
+from purger.errors import UsageError
+from purger.launch import Forecast, PaceOptions, forecast, retry_forecast
+from purger.names import NameSet
+from purger.plan import Plan
+from purger.providers import ProviderOptions, create_provider
+from purger.report import provider_label, render_summary
+from purger.state import Failure, StateStore
+from purger.targets import Template
+
+__all__ = ["Declined", "ask", "confirm_run", "is_interactive", "recorded_failures"]
+
+
+class Declined(Exception):
+    """The operator answered no: nothing was sent."""
+
+
+def is_interactive() -> bool:
+    """Both ends are a terminal: someone can answer a prompt and press keys."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def ask(console: Console, read: Callable[[str], str] | None = None) -> bool:
+    """``Proceed? [y/N]``: yes only for y or yes; Enter, anything else, EOF or Ctrl-C is
+    no (nothing was sent either way)."""
+    prompt = "Proceed? [y/N] "
+    try:
+        answer = read(prompt) if read is not None else console.input(Text(prompt))
+    except (EOFError, KeyboardInterrupt):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def recorded_failures(state: Path) -> list[Failure]:
+    """The failures a state records, read without its lock (a run may hold it)."""
+    with StateStore.open_readonly(state) as store:
+        return store.failures()
+
+
+def confirm_run(
+    *,
+    plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    pace: PaceOptions,
+    workers: int,
+    state: Path,
+    resume: bool,
+    failures: Sequence[Failure] | None,
+    interactive: bool,
+    show: bool,
+    out: Console,
+) -> None:
+    """Show the summary (unless ``show`` is off: JSON logs), then ask on a terminal; raise
+    :class:`Declined` on no, and :class:`UsageError` without a terminal."""
+    result, soft = anyio.run(_forecast, plan, name_set, templates, options, pace, workers, failures)
+    if show:
+        render_summary(
+            out,
+            action=_action(plan, state, resume, failures),
+            provider=provider_label(options),
+            soft=soft,
+            templates=[t.text for t in templates],
+            state=str(state),
+            forecast=result,
+        )
+    if not interactive:
+        raise UsageError("nothing was sent: without a terminal to confirm on, pass --yes to purge")
+    if not ask(out):
+        raise Declined
+
+
+def _action(plan: Plan, state: Path, resume: bool, failures: Sequence[Failure] | None) -> str:
+    if failures is not None:
+        return f"retry {len(failures):,} failed targets recorded in {state}"
+    names = f"{plan.total_count:,} names in {len(plan.shards)} shards"
+    if resume and state.exists():
+        with StateStore.open_readonly(state) as store:
+            summary = store.summary()
+        if summary.shards:
+            return (
+                f"resume {names}: {summary.shards_done}/{summary.shards} shards done, "
+                f"{summary.targets_done:,} targets purged already"
+            )
+    return names
+
+
+async def _forecast(
+    plan: Plan,
+    name_set: NameSet,
+    templates: Sequence[Template],
+    options: ProviderOptions,
+    pace: PaceOptions,
+    workers: int,
+    failures: Sequence[Failure] | None,
+) -> tuple[Forecast, bool]:
+    # The real environment: missing credentials are a usage error before the question.
+    async with httpx.AsyncClient() as client:  # never used: nothing is sent
+        provider = create_provider(options, client, os.environ)
+        if failures is not None:
+            return retry_forecast(failures, provider, pace, workers=workers), (
+                provider.limits.soft_purge
+            )
+        made = forecast(plan, name_set, templates, provider, pace, workers=workers)
+        return made, provider.limits.soft_purge
