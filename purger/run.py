@@ -37,6 +37,7 @@ from purger.errors import (
     RateLimitedError,
     RejectedError,
     TransientError,
+    UsageError,
 )
 from purger.estimate import window_per_worker
 from purger.model import Batch, TargetKind
@@ -190,7 +191,8 @@ class Run:
         self._hurry: anyio.Event | None = None
         self._stop_event: anyio.Event | None = None
         self._reason: str | None = None
-        self._fatal: AuthError | None = None
+        # A refused credential or a wrong service: every other call would fail alike.
+        self._fatal: AuthError | UsageError | None = None
         self._batches = self._targets = self._failures = 0
         # Calls the provider accepted but said purged nothing (Varnish counts objects): all
         # of them empty usually means a wrong template or Host, as in PyPI's 2022 outage.
@@ -475,7 +477,7 @@ class Run:
         except _GaveUpError as gave_up:
             self.stop(f"giving up for now: {gave_up.error}")
             return None
-        except AuthError as error:
+        except (AuthError, UsageError) as error:
             self._fatal = error
             self.stop(str(error))
             self.hurry()  # every other call would be refused too: cancel them now

@@ -172,6 +172,24 @@ def test_refused_token_exits_4_naming_the_variable_and_never_showing_it(
     assert len(requests) <= 8  # the calls already in flight; nothing is retried after a 401
 
 
+def test_an_unknown_fastly_service_stops_the_run_with_one_line_and_exit_2(
+    names, tmp_path, httpx_mock
+):
+    """Fastly's 404 for the service: one line naming --service-id, exit 2, no traceback."""
+    httpx_mock.add_response(
+        url=f"{BASE}/service/NOPE/purge", method="POST", status_code=404, is_reusable=True
+    )
+    result = invoke(
+        str(names), "--provider", "fastly", "--service-id", "NOPE", "--api-base", BASE,
+        "--key-template", "project/{name}", "--state", str(tmp_path / "s.sqlite"),
+        "--rate", "inf", env={"FASTLY_API_TOKEN": TOKEN},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "service 'NOPE' not found (--service-id)" in result.stderr
+    assert "Traceback" not in result.output
+    assert len(httpx_mock.get_requests()) <= 8  # the calls in flight; nothing more
+
+
 def test_a_fastly_run_sends_soft_batched_key_purges(names, tmp_path, httpx_mock):
     """Wire check through the CLI: one bulk call, soft purge header, every key once."""
 

@@ -281,3 +281,14 @@ def test_simulate_without_json_prints_the_decisions(tmp_path):
     assert result.exit_code == 0, result.output
     assert "simulated (seed 3)" in result.stdout
     assert "slow start" in result.stdout
+
+
+def test_estimate_with_only_a_url_template_counts_only_urls():
+    """--url-template alone: no key template is added behind the operator's back."""
+    result = CliRunner().invoke(
+        app,
+        ["estimate", "--sample", "--provider", "fastly", "--json",
+         "--url-template", "https://pypi.org/pypi/{name}/json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["targets"] == {"url": 102_114}

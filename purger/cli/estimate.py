@@ -196,7 +196,9 @@ def estimate(
     out = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
-        templates = parse_templates(key_template or ["project/{name}"], url_template or ())
+        # Keys by PyPI's template when no template at all is given; never added to URLs.
+        default_keys = () if url_template else ("project/{name}",)
+        templates = parse_templates(key_template or default_keys, url_template or ())
         pace = PaceOptions(rate=rate, concurrency=concurrency)
         options = ProviderOptions(
             name=provider,
