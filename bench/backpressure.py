@@ -30,7 +30,15 @@ from bench.cluster import Cluster
 from bench.traffic import Popularity, run_traffic, synthetic_popularity
 from bench.wrk import Request, send_each
 
-__all__ = ["Outcome", "Sample", "Scenario", "p99_query", "prepare", "purge_under_traffic"]
+__all__ = [
+    "Outcome",
+    "Sample",
+    "Scenario",
+    "fetch_signal",
+    "p99_query",
+    "prepare",
+    "purge_under_traffic",
+]
 
 
 def p99_query(window: str = "5s") -> str:
@@ -95,6 +103,15 @@ class Scenario:
             f"name=origin p99,source=prometheus,url={prometheus_url},limit={self.limit},"
             f"critical={self.critical},kind=latency,query={p99_query()}"
         )
+
+
+def fetch_signal(prometheus_url: str, limit: float) -> str:
+    """The origin's fetch rate as a saturation signal: its pressure is proportional to the
+    load, where a p99's jumps from one histogram bucket to the next are not."""
+    return (
+        f"name=origin fetches,source=prometheus,url={prometheus_url},limit={limit:.1f},"
+        f"kind=saturation,query={FETCHES_QUERY}"
+    )
 
 
 def prepare(cluster: Cluster, scenario: Scenario) -> None:

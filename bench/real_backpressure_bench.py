@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.backpressure import Outcome, Scenario, prepare, purge_under_traffic
+from bench.backpressure import Outcome, Scenario, fetch_signal, prepare, purge_under_traffic
 from bench.cluster import find_missing, install_hint, run_cluster
 
 HEADROOM = 0.8
@@ -95,6 +95,11 @@ def main() -> None:
     parser.add_argument("--names", type=int, default=10_000)
     parser.add_argument("--traffic", type=float, default=300.0)
     parser.add_argument("--feedback-delay", type=float, default=15.0)
+    parser.add_argument(
+        "--fetch-signal",
+        action="store_true",
+        help="the governed run also reads the origin's fetch rate, limit the spare capacity",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--png", type=Path, default=Path("docs/img/real_backpressure_bench.png"))
     args = parser.parse_args()
@@ -109,16 +114,21 @@ def main() -> None:
         names = scenario.write_names(Path(tmp) / "names.tsv")
         signal = ["--signal", scenario.signal(cluster.prometheus.url)]
         delay = ["--feedback-delay", str(args.feedback_delay)]
-        for name, flags in (
-            ("ungoverned", ["--rate", "2000"]),
-            ("governed", ["--rate", "2000", *GOVERNED, *delay, *signal]),
-        ):
-            prepare(cluster, scenario)
-            runs[name] = purge_under_traffic(
-                cluster, scenario, names, Path(tmp) / f"{name}.sqlite", flags=flags, tail=15.0
-            )
-            print(f"{name}: {runs[name].seconds:.1f} s, exit {runs[name].exit_code}", flush=True)
+        prepare(cluster, scenario)
+        runs["ungoverned"] = purge_under_traffic(
+            cluster, scenario, names, Path(tmp) / "ungoverned.sqlite", flags=["--rate", "2000"],
+            tail=15.0,
+        )  # fmt: skip
         capacity = HEADROOM * saturated_fetch_rate(runs["ungoverned"], scenario.limit)
+        if args.fetch_signal:
+            signal += ["--signal", fetch_signal(cluster.prometheus.url, capacity)]
+        prepare(cluster, scenario)
+        runs["governed"] = purge_under_traffic(
+            cluster, scenario, names, Path(tmp) / "governed.sqlite",
+            flags=["--rate", "2000", *GOVERNED, *delay, *signal], tail=15.0,
+        )  # fmt: skip
+        for name, outcome in runs.items():
+            print(f"{name}: {outcome.seconds:.1f} s, exit {outcome.exit_code}", flush=True)
         predicted = estimate(names, scenario, capacity)
     rows = [row(name, outcome, scenario) for name, outcome in runs.items()]
     measured = runs["governed"].seconds
@@ -142,6 +152,7 @@ def main() -> None:
     document = {
         "scenario": repr(scenario),
         "feedback_delay_s": args.feedback_delay,
+        "fetch_signal": args.fetch_signal,
         "runs": rows,
         "estimate": comparison,
     }
