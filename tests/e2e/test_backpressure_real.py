@@ -1,6 +1,6 @@
 """Backpressure on real parts: a hard purge of 5,000 warm names through Varnish while Zipf
 client traffic refills the cache from an origin made small (one fetch at a time, 10 ms
-each), paced by the origin's p99 that purger reads from a real Prometheus.
+each), paced by the origin's p99 and fetch rate, which purger reads from a real Prometheus.
 
 The same purge without the signal is run too, on the same cache warmed again: it must hurt
 the origin (or the scenario proves nothing), and the governed one must not.
