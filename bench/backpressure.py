@@ -27,7 +27,7 @@ from pathlib import Path
 import anyio
 
 from bench.cluster import Cluster
-from bench.traffic import Popularity, run_traffic, synthetic_popularity
+from bench.traffic import Popularity, run_traffic
 from bench.wrk import Request, send_each
 
 __all__ = [
@@ -71,23 +71,18 @@ class Scenario:
         """Fetches per second the origin can answer at most."""
         return self.slots / self.service_time
 
-    def popularity(self) -> Popularity:
-        """Zipf popularity dealt to the names in a seeded random order: popularity has
-        nothing to do with the order of names (as on PyPI), so no shard is all head."""
-        ranked = synthetic_popularity(self.names, s=self.zipf_s, prefix=self.prefix)
+    def shares(self) -> list[tuple[str, float]]:
+        """Each name and its share of the traffic: Zipf dealt to the names in a seeded random
+        order, since popularity has nothing to do with the order of names (as on PyPI), so
+        no shard is all head."""
         weights = [1.0 / (rank**self.zipf_s) for rank in range(1, self.names + 1)]
         random.Random(self.seed).shuffle(weights)
-        return Popularity.of(ranked.names, weights)
+        total = sum(weights)
+        return [(f"{self.prefix}{i:06d}", w / total) for i, w in enumerate(weights)]
 
-    def shares(self) -> list[tuple[str, float]]:
-        """Each name and its share of the traffic."""
-        popularity = self.popularity()
-        total = popularity.cumulative[-1]
-        previous, shares = 0.0, []
-        for name, cumulative in zip(popularity.names, popularity.cumulative, strict=True):
-            shares.append((name, (cumulative - previous) / total))
-            previous = cumulative
-        return shares
+    def popularity(self) -> Popularity:
+        names, shares = zip(*self.shares(), strict=True)
+        return Popularity.of(names, shares)
 
     def most_popular(self, count: int) -> list[str]:
         return [name for name, _ in sorted(self.shares(), key=lambda pair: -pair[1])[:count]]

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.backpressure import Outcome, Scenario, fetch_signal, prepare, purge_under_traffic
 from bench.cluster import find_missing, install_hint, run_cluster
@@ -34,14 +35,14 @@ def saturated_fetch_rate(outcome: Outcome, limit: float) -> float:
     return statistics.median(busy) if busy else float("nan")
 
 
-def estimate(names: Path, scenario: Scenario, capacity: float) -> dict[str, object]:
+def estimate(names: Path, scenario: Scenario, capacity: float) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "purger", "estimate", str(names), "--weight-column", "traffic",
         "--provider", "varnish", "--key-template", "project/{name}", "--hard", "--rate", "2000",
         "--origin-capacity", f"{capacity:.1f}", "--traffic", str(scenario.traffic), "--json",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
-    document: dict[str, object] = json.loads(done.stdout)
+    document: dict[str, Any] = json.loads(done.stdout)
     return document
 
 
@@ -132,7 +133,7 @@ def main() -> None:
         predicted = estimate(names, scenario, capacity)
     rows = [row(name, outcome, scenario) for name, outcome in runs.items()]
     measured = runs["governed"].seconds
-    predicted_s = float(str(predicted["duration_s"]))
+    predicted_s = float(predicted["duration_s"])
     comparison = {
         "origin_spare_capacity_per_s": round(capacity, 1),
         "estimate_s": round(predicted_s, 1),
