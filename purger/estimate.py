@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from purger.control import ControlSettings, Observation, Reading, decide, initial_state
 from purger.model import TargetKind
 
 if TYPE_CHECKING:  # only for annotations: the pure core imports no I/O package
@@ -35,6 +36,7 @@ __all__ = [
     "ShardWork",
     "Workload",
     "estimate",
+    "governed_seconds",
     "refill_seconds",
     "window_per_worker",
 ]
@@ -88,11 +90,16 @@ class OriginModel:
     upper bound. With them (client requests per second of each name, from the traffic
     weights) a purged name is fetched again at its next request, so the refill trails the
     purge, and names asked for less often than once a run cost nothing during it
-    (:func:`refill_seconds`)."""
+    (:func:`refill_seconds`).
+
+    With ``control`` the run is paced by the origin's health (``purger run`` with
+    signals): the controller starts slow and finds the origin's pace itself, which takes
+    longer than the best pace (:func:`governed_seconds`)."""
 
     capacity: float | None = None
     fetches_per_target: float = 1.0
     request_rates: tuple[float, ...] = ()
+    control: ControlSettings | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,34 +187,100 @@ def _global_bounds(
         name = f"provider limit ({bucket.per_second:g} {bucket.unit}/s, burst {bucket.burst:g})"
         bounds[name] = max(0.0, amount - bucket.burst) / bucket.per_second
     if origin is not None and origin.capacity is not None and origin.fetches_per_target > 0:
-        if origin.request_rates:
-            others = [targets / seconds for seconds in bounds.values() if seconds > 0]
-            traffic = math.fsum(origin.request_rates)
-            name = (
-                f"origin capacity ({origin.capacity:g} spare fetches/s, "
-                f"{origin.fetches_per_target:g} per target at its next request, "
-                f"clients {traffic:,.0f} requests/s)"
-            )
-            bounds[name] = refill_seconds(
-                targets,
-                origin.request_rates,
-                capacity=origin.capacity,
-                fetches_per_name=origin.fetches_per_target,
-                rate_cap=min(others, default=math.inf),
-            )
-        else:
-            name = (
-                f"origin capacity ({origin.capacity:g} spare fetches/s, "
-                f"{origin.fetches_per_target:g} per target)"
-            )
-            bounds[name] = targets * origin.fetches_per_target / origin.capacity
+        bounds.update(_origin_bounds(targets, origin, origin.capacity, bounds))
     return bounds
 
 
-#: Request rates are grouped into this many bins per factor of 10 for :func:`refill_seconds`.
+def _origin_bounds(
+    targets: int, origin: OriginModel, capacity: float, others: Mapping[str, float]
+) -> dict[str, float]:
+    """The best pace that keeps the refill within ``capacity``; and with ``origin.control``,
+    the pace the controller reaches on its own, from its slow start."""
+    rate_cap = min((targets / s for s in others.values() if s > 0), default=math.inf)
+    fetches = origin.fetches_per_target
+    rates = origin.request_rates
+    if rates:
+        traffic = math.fsum(rates)
+        what = f"{fetches:g} per target at its next request, clients {traffic:,.0f} requests/s"
+        best = refill_seconds(
+            targets, rates, capacity=capacity, fetches_per_name=fetches, rate_cap=rate_cap
+        )
+    else:
+        what = f"{fetches:g} per target"
+        best = targets * fetches / capacity
+    bounds = {f"origin capacity ({capacity:g} spare fetches/s, {what})": best}
+    control = origin.control
+    if control is not None:
+        name = (
+            f"backpressure (the controller from {control.initial_rate:g} targets/s, "
+            f"feedback delay {control.feedback_delay:g} s, finds the origin's pace)"
+        )
+        bounds[name] = governed_seconds(
+            targets,
+            rates,
+            capacity=capacity,
+            control=control,
+            fetches_per_name=fetches,
+            rate_cap=rate_cap,
+        )
+    return bounds
+
+
+#: Request rates are grouped into this many bins per factor of 10 for :class:`_Refill`.
 _BINS_PER_DECADE = 16
 #: Time steps of :func:`refill_seconds` over the slowest it could take.
 _REFILL_STEPS = 800
+#: Steps of :func:`governed_seconds` per controller tick.
+_STEPS_PER_TICK = 10
+
+
+class _Refill:
+    """The origin fetches that purged names cost as clients ask for them again, advanced in
+    steps of ``step`` seconds. Names are grouped by request rate (``_BINS_PER_DECADE``
+    bins per decade); a name purged at s is fetched again at s + Exp(its rate), so the
+    names purged and not fetched yet of each group decay exponentially. Without request
+    rates every purged name is fetched again at once. Counts are in names (fractional)."""
+
+    def __init__(self, request_rates: Sequence[float], *, step: float, fetches_per_name: float):
+        self.fetches_per_name = fetches_per_name
+        names = len(request_rates)
+        bins: dict[int, list[float]] = {}
+        for rate in request_rates:
+            if rate > 0:  # a name nobody asks for is never fetched again
+                key = math.floor(math.log10(rate) * _BINS_PER_DECADE)
+                entry = bins.setdefault(key, [0.0, 0.0])
+                entry[0] += rate
+                entry[1] += 1
+        groups = [(total / count, count / names) for total, count in bins.values()]
+        if not request_rates:
+            groups = [(math.inf, 1.0)]
+        #: Any fetches at all: False when nobody asks for any name, or nothing is fetched.
+        self.fetches = fetches_per_name > 0 and bool(groups)
+        # Per group: the share of a step's purges (made mid-step) fetched within that step,
+        # and the decay of the names purged and not fetched yet over a whole step.
+        self._own = [share * -math.expm1(-rate * step / 2) for rate, share in groups]
+        self._left_after_own = [share * math.exp(-rate * step / 2) for rate, share in groups]
+        self._kept = [math.exp(-rate * step) for rate, _ in groups]
+        self._waiting = [0.0] * len(groups)
+
+    @property
+    def own_fetches(self) -> float:
+        """Fetches within a step per name purged in it."""
+        return self.fetches_per_name * math.fsum(self._own)
+
+    def past_fetches(self) -> float:
+        """Fetches in the next step for names purged in earlier steps."""
+        pairs = zip(self._waiting, self._kept, strict=True)
+        return self.fetches_per_name * math.fsum(w * (1 - k) for w, k in pairs)
+
+    def advance(self, purged: float) -> float:
+        """Purge ``purged`` names in the next step; the fetches that step costs."""
+        fetches = self.past_fetches() + purged * self.own_fetches
+        self._waiting = [
+            w * k + purged * left
+            for w, k, left in zip(self._waiting, self._kept, self._left_after_own, strict=True)
+        ]
+        return fetches
 
 
 def refill_seconds(
@@ -234,44 +307,68 @@ def refill_seconds(
     names = len(request_rates)
     if targets <= 0 or names == 0:
         return 0.0
-    per_name = targets / names
-    name_cap = rate_cap / per_name
-    bins: dict[int, list[float]] = {}
-    for rate in request_rates:
-        if rate > 0:  # a name nobody asks for is never fetched again
-            key = math.floor(math.log10(rate) * _BINS_PER_DECADE)
-            entry = bins.setdefault(key, [0.0, 0.0])
-            entry[0] += rate
-            entry[1] += 1
-    groups = [(total / count, count / names) for total, count in bins.values()]
-    if fetches_per_name <= 0 or not groups:
-        return names / name_cap if name_cap < math.inf else 0.0
-
+    name_cap = rate_cap / (targets / names)
     # Every purge fetched again at once is the slowest it can be.
     slowest = max(names * fetches_per_name / capacity, names / name_cap)
     step = slowest / _REFILL_STEPS
-    # Per group: the share of a step's purges (made mid-step) fetched within that step, and
-    # the decay of the names purged and not fetched yet over a whole step.
-    own = [share * -math.expm1(-rate * step / 2) for rate, share in groups]
-    left_after_own = [share * math.exp(-rate * step / 2) for rate, share in groups]
-    kept = [math.exp(-rate * step) for rate, _ in groups]
-    own_fetches = fetches_per_name * math.fsum(own)
-    waiting = [0.0] * len(groups)  # names purged and not fetched again yet, per group
+    refill = _Refill(request_rates, step=step, fetches_per_name=fetches_per_name)
+    if not refill.fetches:
+        return names / name_cap if name_cap < math.inf else 0.0
+    own = refill.own_fetches
     done = 0.0
     steps = 0
     while True:
-        past = fetches_per_name * math.fsum(w * (1 - k) for w, k in zip(waiting, kept, strict=True))
+        past = refill.past_fetches()
         room = max(0.0, capacity * step - past)
-        now = min(name_cap * step, room / own_fetches if own_fetches > 0 else math.inf)
+        now = min(name_cap * step, room / own if own > 0 else math.inf)
         if done + now >= names:
             return (steps + (names - done) / now) * step
         if now <= 0 and past <= 0:
             return math.inf
-        waiting = [
-            w * k + now * left for w, k, left in zip(waiting, kept, left_after_own, strict=True)
-        ]
+        refill.advance(now)
         done += now
         steps += 1
+
+
+def governed_seconds(
+    targets: int,
+    request_rates: Sequence[float],
+    *,
+    capacity: float,
+    control: ControlSettings,
+    fetches_per_name: float = 1.0,
+    rate_cap: float = math.inf,
+) -> float:
+    """How long purging ``targets`` takes when the run is paced by the origin's health, as
+    ``purger run`` with signals is: the real controller (:func:`purger.control.decide`)
+    stepped tick by tick, reading the refill (:class:`_Refill`, fetches per second over
+    the last tick) against ``capacity`` as its one signal. It starts at
+    ``control.initial_rate``, doubles at most once per feedback delay while the origin has
+    room, and cuts when the refill reaches the capacity: slower than
+    :func:`refill_seconds`' best pace, which would purge fastest at the start, when the
+    refill has not caught up yet. The reading is taken to be fresh (no metrics lag)."""
+    names = len(request_rates) or targets
+    if targets <= 0:
+        return 0.0
+    per_name = targets / names
+    step = control.tick / _STEPS_PER_TICK
+    refill = _Refill(request_rates, step=step, fetches_per_name=fetches_per_name)
+    state = initial_state(control)
+    done, steps, fetches = 0.0, 0, 0.0
+    while True:
+        rate = 0.0 if state.paused else min(state.rate, rate_cap)
+        now = min(rate * step / per_name, names - done)
+        fetches += refill.advance(now)
+        done += now
+        steps += 1
+        if done >= names * (1 - 1e-12):
+            return steps * step
+        if steps % _STEPS_PER_TICK == 0:
+            pressure = fetches / control.tick / capacity
+            reading = Reading(name="origin fetches", pressure=pressure, age=0.0)
+            observation = Observation(now=steps * step, readings=(reading,), achieved_rate=rate)
+            state = decide(state, observation, control).state
+            fetches = 0.0
 
 
 def _schedule(

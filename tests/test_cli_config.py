@@ -99,6 +99,21 @@ def test_estimate_takes_pacing_from_file_then_env_then_flags(job_dir, env, flags
     assert json.loads(result.stdout)["rate"] == rate
 
 
+def test_estimate_follows_the_run_s_controller_from_the_job_file(job_dir):
+    """[pacing] initial_rate and feedback_delay are the run's controller and the estimate's
+    alike: a faster start in the file shortens the governed figure as the flag does."""
+    common = ["--json", "--hard", "--origin-capacity", "20", "--tick", "1"]
+    slow = write_job(job_dir, "[pacing]\ninitial_rate = 2\nfeedback_delay = 10\n")
+    by_file = invoke("estimate", "--config", str(slow), *common)
+    by_flag = invoke("estimate", "--config", str(slow), *common, "--initial-rate", "15")
+    assert by_file.exit_code == 0, by_file.output
+    assert by_flag.exit_code == 0, by_flag.output
+    slow_doc, fast_doc = json.loads(by_file.stdout), json.loads(by_flag.stdout)
+    assert "backpressure (the controller from 2 targets/s" in slow_doc["bottleneck"]
+    assert "feedback delay 10 s" in slow_doc["bottleneck"]
+    assert fast_doc["duration_s"] < slow_doc["duration_s"]
+
+
 def test_variables_apply_without_a_job_file(job_dir):
     """PURGER_* settings work on their own, with the built-in defaults beneath them."""
     result = invoke("plan", str(job_dir / "names.txt"), "--json", env={"PURGER_PLAN_SHARDS": "3"})

@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from purger.cli import app
-from purger.estimate import OriginModel, Pace, ShardWork, Workload, estimate, refill_seconds
+from purger.control import ControlSettings
+from purger.estimate import (
+    OriginModel,
+    Pace,
+    ShardWork,
+    Workload,
+    estimate,
+    governed_seconds,
+    refill_seconds,
+)
 from purger.launch import PaceOptions, forecast
 from purger.model import TargetKind
 from purger.names import build_name_set
@@ -133,6 +142,13 @@ def test_estimate_with_traffic_names_the_origin_and_is_shorter_than_every_fetch_
     assert trailing.duration_s < plain.duration_s
 
 
+def origin_bound(document: dict[str, object]) -> float:
+    """The best pace's bound of an ``estimate --json`` document."""
+    bounds = document["bounds"]
+    assert isinstance(bounds, dict)
+    return next(s for name, s in bounds.items() if name.startswith("origin capacity"))
+
+
 def test_estimate_cli_traffic_shortens_the_origin_bound_and_refuses_zero(tmp_path):
     names = tmp_path / "names.tsv"
     names.write_text("name\ttraffic\n" + "".join(f"n{i}\t{1 / (i + 1)}\n" for i in range(2000)))
@@ -142,12 +158,51 @@ def test_estimate_cli_traffic_shortens_the_origin_bound_and_refuses_zero(tmp_pat
     busy = CliRunner().invoke(app, [*common, "--traffic", "100"])
     assert plain.exit_code == 0, plain.output
     assert busy.exit_code == 0, busy.output
-    plain_s = json.loads(plain.stdout)["duration_s"]
+    plain_s = origin_bound(json.loads(plain.stdout))
     assert plain_s == pytest.approx(100, rel=0.05)  # 2,000 fetches at 20/s
-    assert json.loads(busy.stdout)["duration_s"] < 0.8 * plain_s
+    assert origin_bound(json.loads(busy.stdout)) < 0.8 * plain_s
     zero = CliRunner().invoke(app, [*common, "--traffic", "0"])
     assert zero.exit_code == 2
     assert "--traffic" in zero.output
+
+
+def test_governed_run_slow_starts_from_the_initial_rate():
+    """An origin far from busy: the controller starts at 10/s and doubles once per feedback
+    delay (10 s), the first time after three calm ticks of 1 s: 10/s for 3 s, 20/s to
+    13 s, 40/s to 23 s, then 80/s: 30 + 200 + 400 = 630 targets at 23 s, the other 370
+    at 80/s: 27.6 s for 1,000."""
+    control = ControlSettings(initial_rate=10, feedback_delay=10, tick=1)
+    seconds = governed_seconds(1000, (), capacity=1e9, control=control)
+    assert seconds == pytest.approx(23 + 370 / 80, abs=0.1)
+    assert governed_seconds(1000, (), capacity=1e9, control=control, rate_cap=20) == (
+        pytest.approx(3 + 970 / 20, abs=0.1)
+    )
+
+
+def test_governed_run_is_cut_by_the_origin_and_settles_under_its_capacity():
+    """Every purge fetched again at once, 20 spare fetches/s: a start at 50/s is cut at the
+    first tick (pressure 2.5: x0.4, to 20/s), and the run then never goes faster than the
+    origin's capacity allows: longer than the best pace (100 s for 2,000) but not by much."""
+    control = ControlSettings(initial_rate=50, feedback_delay=10, tick=1)
+    seconds = governed_seconds(2000, (), capacity=20, control=control)
+    assert 100 < seconds < 150
+
+
+def test_estimate_with_a_controller_names_backpressure_beside_the_best_pace():
+    """The bound the controller sets is in the bounds with the best pace, and sets the
+    duration: a faster start shortens it."""
+    rates = tuple([1 / 30] * 1000)
+
+    def governed(initial: float) -> float:
+        control = ControlSettings(initial_rate=initial, feedback_delay=10, tick=1)
+        origin = OriginModel(capacity=20, request_rates=rates, control=control)
+        result = estimate(work((1000, 10)), pace(), origin)
+        assert result.bottleneck.startswith("backpressure")
+        best = next(s for n, s in result.bounds.items() if n.startswith("origin capacity"))
+        assert result.duration_s > best
+        return result.duration_s
+
+    assert governed(40) < governed(5)
 
 
 def test_bound_by_the_schedule_tail():

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from purger import __version__
 from purger.config import load_signals
+from purger.control import ControlSettings
 from purger.errors import PurgerError, UnavailableError, UsageError
 from purger.health import SignalSpec, parse_signal
 from purger.launch import (
@@ -174,6 +175,39 @@ def _download(url: str, err: Console) -> list[Record]:
 
 
 # Options shared by the commands that read names (plan, run), declared once.
+FeedbackDelayOpt = Annotated[
+    float,
+    typer.Option(
+        "--feedback-delay",
+        help="With signals: seconds from a purge to its effect on the metrics (refill + lag).",
+    ),
+]
+TickOpt = Annotated[
+    float, typer.Option("--tick", help="With signals: seconds between health readings.")
+]
+MinRateOpt = Annotated[
+    float, typer.Option("--min-rate", help="With signals: never slower than this.")
+]
+InitialRateOpt = Annotated[
+    float | None,
+    typer.Option("--initial-rate", help="With signals: start here (default: min(50, --rate))."),
+]
+
+
+def control_settings(
+    *, rate: float, initial_rate: float | None, min_rate: float, feedback_delay: float, tick: float
+) -> ControlSettings:
+    """The controller of a run with signals, from the options ``run`` and ``estimate``
+    share; ``--rate`` stays the ceiling: health only ever slows below it."""
+    return ControlSettings(
+        initial_rate=initial_rate if initial_rate is not None else min(50.0, rate),
+        min_rate=min_rate,
+        max_rate=rate,
+        feedback_delay=feedback_delay,
+        tick=tick,
+    )
+
+
 NamesUrlOpt = Annotated[
     str | None,
     typer.Option(

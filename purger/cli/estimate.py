@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 import anyio
@@ -14,19 +14,24 @@ import typer
 from rich.console import Console
 
 from purger.cli._app import (
+    FeedbackDelayOpt,
     FormatOpt,
+    InitialRateOpt,
     MaxWeightOpt,
+    MinRateOpt,
     NameColumnOpt,
     NamesUrlOpt,
     NormalizeOpt,
     SampleOpt,
     ShardsOpt,
     StrictOpt,
+    TickOpt,
     WeightColumnOpt,
     WeightTransformOpt,
     _exit_codes,
     _plan_and_names,
     app,
+    control_settings,
 )
 from purger.cli._job import ConfigOpt
 from purger.control import ControlSettings
@@ -170,6 +175,10 @@ def estimate(
         ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="With --simulate: the random seed.")] = 0,
+    feedback_delay: FeedbackDelayOpt = 60.0,
+    tick: TickOpt = 5.0,
+    min_rate: MinRateOpt = 1.0,
+    initial_rate: InitialRateOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
     names: Annotated[
         str | None,
@@ -224,13 +233,24 @@ def estimate(
         )
         if traffic is not None and not traffic > 0:
             raise UsageError(f"--traffic must be > 0 requests/s, not {traffic:g}")
+        # Only health signals hold a run to the origin's capacity: the controller they drive
+        # is part of the figure (as it is of the simulation).
+        control = control_settings(
+            rate=rate,
+            initial_rate=initial_rate,
+            min_rate=min_rate,
+            feedback_delay=feedback_delay,
+            tick=tick,
+        )
         origin = OriginModel(
             capacity=origin_capacity,
             fetches_per_target=1.0 if hard else soft_cost,
             request_rates=_request_rates(name_set, traffic) if traffic else (),
+            control=control,
         )
         if simulate:
-            _show_simulation(the_plan, name_set, pace, origin_capacity, hard, seed, as_json, out)
+            simulation = _Simulation(origin_capacity, hard, seed, control)
+            _show_simulation(the_plan, name_set, pace, simulation, as_json, out)
             return
         _show_forecast(
             the_plan,
@@ -246,30 +266,35 @@ def estimate(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Simulation:
+    origin_capacity: float | None
+    hard: bool
+    seed: int
+    control: ControlSettings
+
+
 def _show_simulation(
     the_plan: Plan,
     name_set: NameSet,
     pace: PaceOptions,
-    origin_capacity: float | None,
-    hard: bool,
-    seed: int,
+    simulation: _Simulation,
     as_json: bool,
     out: Console,
 ) -> None:
     """The purge run for real against the simulated CDN and origin, in virtual time."""
-    config = SimConfig(seed=seed, capacity=origin_capacity or SimConfig().capacity)
-    control = ControlSettings(
-        initial_rate=min(50.0, pace.rate), max_rate=pace.rate, feedback_delay=45
+    config = SimConfig(
+        seed=simulation.seed, capacity=simulation.origin_capacity or SimConfig().capacity
     )
     result = simulate_purge(
         plan=the_plan,
         name_set=name_set,
         config=config,
-        control=control,
+        control=simulation.control,
         signals=origin_signals(config, p99_limit=0.5, p99_critical=2.0),
         rate=pace.rate,
         concurrency=pace.concurrency,
-        hard=hard,
+        hard=simulation.hard,
     )
     document = simulation_to_json(result, config)
     if as_json:

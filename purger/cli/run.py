@@ -11,8 +11,11 @@ from rich.console import Console
 
 from purger.cli._app import (
     ExitCode,
+    FeedbackDelayOpt,
     FormatOpt,
+    InitialRateOpt,
     MaxWeightOpt,
+    MinRateOpt,
     NameColumnOpt,
     NamesUrlOpt,
     NormalizeOpt,
@@ -21,6 +24,7 @@ from purger.cli._app import (
     SignalOpt,
     SignalsFileOpt,
     StrictOpt,
+    TickOpt,
     WeightColumnOpt,
     WeightTransformOpt,
     _exit_codes,
@@ -28,12 +32,12 @@ from purger.cli._app import (
     _plan_and_names,
     _signals,
     app,
+    control_settings,
 )
 from purger.cli._job import ConfigOpt
 from purger.cli.confirm import Declined, confirm_run, is_interactive, recorded_failures
 from purger.cli.estimate import _show_forecast
 from purger.cli.session import Output, RunRequest, run_with_state
-from purger.control import ControlSettings
 from purger.errors import UsageError
 from purger.launch import PaceOptions
 from purger.names import (
@@ -201,23 +205,10 @@ def run(
     ] = None,
     signal: SignalOpt = None,
     signals_file: SignalsFileOpt = None,
-    feedback_delay: Annotated[
-        float,
-        typer.Option(
-            "--feedback-delay",
-            help="With signals: seconds from a purge to its effect on the metrics (refill + lag).",
-        ),
-    ] = 60.0,
-    tick: Annotated[
-        float, typer.Option("--tick", help="With signals: seconds between health readings.")
-    ] = 5.0,
-    min_rate: Annotated[
-        float, typer.Option("--min-rate", help="With signals: never slower than this.")
-    ] = 1.0,
-    initial_rate: Annotated[
-        float | None,
-        typer.Option("--initial-rate", help="With signals: start here (default: min(50, --rate))."),
-    ] = None,
+    feedback_delay: FeedbackDelayOpt = 60.0,
+    tick: TickOpt = 5.0,
+    min_rate: MinRateOpt = 1.0,
+    initial_rate: InitialRateOpt = None,
     names_url: NamesUrlOpt = None,
     sample: SampleOpt = False,
     fmt: FormatOpt = SourceFormat.AUTO,
@@ -242,10 +233,10 @@ def run(
         pace = PaceOptions(rate=rate, concurrency=concurrency)
         health = _signals(signal, signals_file)
         control = (
-            ControlSettings(
-                initial_rate=initial_rate if initial_rate is not None else min(50.0, rate),
+            control_settings(
+                rate=rate,
+                initial_rate=initial_rate,
                 min_rate=min_rate,
-                max_rate=rate,  # --rate stays the ceiling: health only ever slows below it
                 feedback_delay=feedback_delay,
                 tick=tick,
             )
