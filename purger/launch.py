@@ -29,6 +29,7 @@ from purger.pacing import AdaptiveLimit, Clock, Pacer, TokenBucket
 from purger.plan import Plan, fingerprint
 from purger.providers import ProviderOptions, create_provider
 from purger.providers.base import Provider
+from purger.providers.http1 import Http1Transport
 from purger.run import Run, RunOutcome, RunSettings
 from purger.sim import SimConfig
 from purger.simulate import SimulationResult
@@ -54,6 +55,25 @@ __all__ = [
 #: Connections per httpx client: one client with 50 connections runs at about half the
 #: speed of several small ones (varnish-bench.md, P10).
 _CONNECTIONS_PER_CLIENT: Final = 5
+
+
+def _purge_clients(options: ProviderOptions, pace: PaceOptions) -> list[httpx.AsyncClient]:
+    """The HTTP clients purges go out on, a provider on each. Varnish gets one client on
+    the lean HTTP/1.1 transport: a URL purge is a request of its own, so the client's cost
+    per request sets the pace (``providers/http1.py``). Others get several small pools."""
+    headers = {"User-Agent": f"purger/{__version__}"}
+    limits = httpx.Limits(
+        max_connections=_CONNECTIONS_PER_CLIENT,
+        max_keepalive_connections=_CONNECTIONS_PER_CLIENT,
+    )
+    if options.name == "varnish":
+        https = httpx.AsyncHTTPTransport(limits=limits)
+        lean = Http1Transport(max_idle=pace.concurrency, fallback=https)
+        return [httpx.AsyncClient(timeout=options.timeout, headers=headers, transport=lean)]
+    return [
+        httpx.AsyncClient(timeout=options.timeout, limits=limits, headers=headers)
+        for _ in range(math.ceil(pace.concurrency / _CONNECTIONS_PER_CLIENT))
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,17 +331,7 @@ async def execute_run(
     no file and no half-started run behind. ``min_rate``: the operator's ceiling never goes
     below it (``control.min_rate`` when there are signals).
     """
-    clients = [
-        httpx.AsyncClient(
-            timeout=options.timeout,
-            limits=httpx.Limits(
-                max_connections=_CONNECTIONS_PER_CLIENT,
-                max_keepalive_connections=_CONNECTIONS_PER_CLIENT,
-            ),
-            headers={"User-Agent": f"purger/{__version__}"},
-        )
-        for _ in range(math.ceil(pace.concurrency / _CONNECTIONS_PER_CLIENT))
-    ]
+    clients = _purge_clients(options, pace)
     health_client = httpx.AsyncClient(headers={"User-Agent": f"purger/{__version__}"})
     try:
         providers = [create_provider(options, client, env) for client in clients]

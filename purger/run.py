@@ -184,7 +184,10 @@ class Run:
         self._settings = settings
         self._clock = clock
         self._caps = caps_for(providers[0], self._kinds)
-        self._next_provider = 0
+        # Calls in flight per provider (one HTTP client each): a call goes to the least
+        # busy, so that no client's connection pool has callers waiting in it (httpcore
+        # serves waiting callers slowly) while another's has room.
+        self._in_flight = [0] * len(self._providers)
         self._stopping = False
         # Made in execute(): anyio events need a running loop.
         self._stopped: anyio.Event | None = None
@@ -590,11 +593,9 @@ class Run:
 
     async def _purge(self, batch: Batch, shard_id: int) -> list[Failure]:
         """Purge ``batch``; return the targets the provider refused, each with its reason."""
-        provider = self._providers[self._next_provider % len(self._providers)]
-        self._next_provider += 1
         try:
             await call_with_retries(
-                lambda: self._call(provider, batch), policy=self._settings.retry, clock=self._clock
+                lambda: self._call(batch), policy=self._settings.retry, clock=self._clock
             )
             return []
         except RejectedError as error:
@@ -621,12 +622,15 @@ class Run:
         except TransientError as error:
             raise _GaveUpError(error) from None
 
-    async def _call(self, provider: Provider, batch: Batch) -> None:
+    async def _call(self, batch: Batch) -> None:
         async with self._pacer.admit(len(batch)):
             if self._fatal is not None:
                 raise self._fatal  # refused credentials: send nothing more
+            busy = self._in_flight
+            index = busy.index(min(busy))
+            busy[index] += 1
             try:
-                result = await provider.purge(batch)
+                result = await self._providers[index].purge(batch)
             except RateLimitedError as error:
                 self._pacer.limit.on_overload()
                 if error.retry_after is not None:
@@ -635,6 +639,8 @@ class Run:
             except TransientError:
                 self._pacer.limit.on_overload()
                 raise
+            finally:
+                busy[index] -= 1
         self._pacer.limit.on_success()
         self._batches += 1
         self._targets += len(batch)

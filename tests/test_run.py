@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError
-from purger.model import Batch, TargetKind
+from purger.model import Batch, BatchResult, TargetKind
 from purger.names import NameSet, Normalization, build_name_set
 from purger.pacing import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
 from purger.plan import Plan, PlanSettings, make_plan
@@ -420,3 +420,56 @@ async def test_shards_now_lists_every_shard_heaviest_first_with_its_totals(tmp_p
     assert not any(s.done for s in before)
     after = run.shards_now()
     assert all(s.done and s.targets_done == s.targets_total for s in after)
+
+
+class _TimedProvider(ScriptedProvider):
+    """Takes ``seconds`` per call and records the most calls it had in flight at once."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(max_targets=2)
+        self.seconds = seconds
+        self.in_flight = self.most_in_flight = 0
+
+    async def purge(self, batch: Batch, /) -> BatchResult:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await anyio.sleep(self.seconds)
+            return await super().purge(batch)
+        finally:
+            self.in_flight -= 1
+
+
+def test_calls_go_to_the_least_busy_provider(tmp_path):
+    """Each provider is an HTTP client with a small connection pool: a call goes to the
+    one with the fewest calls in flight, so a slow client holds at most its share of the
+    concurrency (in turn, it would end up holding every slot) and every target is purged."""
+    names = name_set(80)
+    plan = make_plan(names, PlanSettings(shards=4, workers=2))
+    templates = parse_templates(["k/{name}"], [])
+    slow, fast = _TimedProvider(10.0), _TimedProvider(0.1)
+
+    async def main() -> None:
+        clock = AnyioClock()
+        with open_store(tmp_path, plan, templates) as store:
+            pacer = Pacer(
+                clock=clock,
+                targets=TokenBucket(math.inf, 1.0, clock),
+                limit=AdaptiveLimit(4, clock=clock),
+            )
+            run = Run(
+                plan=plan,
+                name_set=names,
+                templates=templates,
+                providers=[slow, fast],
+                pacer=pacer,
+                store=store,
+                settings=RunSettings(workers=2, retry=FAST_RETRY),
+                clock=clock,
+            )
+            await run.execute()
+
+    run_in_virtual_time(main)
+    assert slow.most_in_flight <= 2
+    assert len(fast.purged) > 5 * len(slow.purged)
+    assert sorted(purged(slow) + purged(fast)) == sorted(all_targets(names, templates))
