@@ -242,45 +242,42 @@ class _Refill:
     rates every purged name is fetched again at once. Counts are in names (fractional)."""
 
     def __init__(self, request_rates: Sequence[float], *, step: float, fetches_per_name: float):
-        self.fetches_per_name = fetches_per_name
-        names = len(request_rates)
-        bins: dict[int, list[float]] = {}
-        for rate in request_rates:
-            if rate > 0:  # a name nobody asks for is never fetched again
-                key = math.floor(math.log10(rate) * _BINS_PER_DECADE)
-                entry = bins.setdefault(key, [0.0, 0.0])
-                entry[0] += rate
-                entry[1] += 1
-        groups = [(total / count, count / names) for total, count in bins.values()]
-        if not request_rates:
+        if request_rates:
+            names = len(request_rates)
+            bins: dict[int, list[float]] = {}
+            for rate in request_rates:
+                if rate > 0:  # a name nobody asks for is never fetched again
+                    key = math.floor(math.log10(rate) * _BINS_PER_DECADE)
+                    entry = bins.setdefault(key, [0.0, 0.0])
+                    entry[0] += rate
+                    entry[1] += 1
+            groups = [(total / count, count / names) for total, count in bins.values()]
+        else:
             groups = [(math.inf, 1.0)]
+        self.fetches_per_name = fetches_per_name
         #: Any fetches at all: False when nobody asks for any name, or nothing is fetched.
         self.fetches = fetches_per_name > 0 and bool(groups)
         # Per group: the share of a step's purges (made mid-step) fetched within that step,
         # and the decay of the names purged and not fetched yet over a whole step.
-        self._own = [share * -math.expm1(-rate * step / 2) for rate, share in groups]
+        own = [share * -math.expm1(-rate * step / 2) for rate, share in groups]
         self._left_after_own = [share * math.exp(-rate * step / 2) for rate, share in groups]
         self._kept = [math.exp(-rate * step) for rate, _ in groups]
         self._waiting = [0.0] * len(groups)
-
-    @property
-    def own_fetches(self) -> float:
-        """Fetches within a step per name purged in it."""
-        return self.fetches_per_name * math.fsum(self._own)
+        #: Fetches within a step per name purged in it.
+        self.own_fetches = fetches_per_name * math.fsum(own)
 
     def past_fetches(self) -> float:
         """Fetches in the next step for names purged in earlier steps."""
         pairs = zip(self._waiting, self._kept, strict=True)
         return self.fetches_per_name * math.fsum(w * (1 - k) for w, k in pairs)
 
-    def advance(self, purged: float) -> float:
-        """Purge ``purged`` names in the next step; the fetches that step costs."""
-        fetches = self.past_fetches() + purged * self.own_fetches
+    def advance(self, purged: float) -> None:
+        """Purge ``purged`` names in the next step (which costs :meth:`past_fetches` +
+        ``purged`` x :attr:`own_fetches`)."""
         self._waiting = [
             w * k + purged * left
             for w, k, left in zip(self._waiting, self._kept, self._left_after_own, strict=True)
         ]
-        return fetches
 
 
 def refill_seconds(
@@ -356,9 +353,11 @@ def governed_seconds(
     state = initial_state(control)
     done, steps, fetches = 0.0, 0, 0.0
     while True:
-        rate = 0.0 if state.paused else min(state.rate, rate_cap)
+        # Never paused: the one reading is always fresh and has no critical limit.
+        rate = min(state.rate, rate_cap)
         now = min(rate * step / per_name, names - done)
-        fetches += refill.advance(now)
+        fetches += refill.past_fetches() + now * refill.own_fetches
+        refill.advance(now)
         done += now
         steps += 1
         if done >= names * (1 - 1e-12):

@@ -67,7 +67,11 @@ def _purge_clients(options: ProviderOptions, pace: PaceOptions) -> list[httpx.As
         max_keepalive_connections=_CONNECTIONS_PER_CLIENT,
     )
     if options.name == "varnish":
-        https = httpx.AsyncHTTPTransport(limits=limits)
+        # One pool for https nodes too, a connection for each request at once (every call
+        # goes to every node), so that none waits in it.
+        requests = pace.concurrency * max(1, len(options.endpoints))
+        room = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
+        https = httpx.AsyncHTTPTransport(limits=room)
         lean = Http1Transport(max_idle=pace.concurrency, fallback=https)
         return [httpx.AsyncClient(timeout=options.timeout, headers=headers, transport=lean)]
     return [
