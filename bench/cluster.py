@@ -37,7 +37,7 @@ from typing import ClassVar, Final, TypeVar
 
 import httpx
 
-from purger.exposition import Exposition, parse_exposition
+from purger.health.exposition import Exposition, parse_exposition
 
 __all__ = [
     "Cluster",

@@ -21,13 +21,13 @@ import math
 import time
 from pathlib import Path
 
-from purger.control import ControlSettings
-from purger.health import SignalSpec
-from purger.names import NameSet, Normalization, WeightSpec, WeightTransform, build_name_set
-from purger.plan import PlanSettings, make_plan
-from purger.sim import SimConfig, SimulatedCDN
-from purger.simulate import SimulationResult, origin_signals, simulate_purge
-from purger.sources import NamesSource, read_records
+from purger.health.control import ControlSettings
+from purger.health.signals import SignalSpec
+from purger.names.nameset import NameSet, Normalization, WeightSpec, WeightTransform, build_name_set
+from purger.names.sources import NamesSource, read_records
+from purger.planning.plan import PlanSettings, make_plan
+from purger.sim.cdn import SimConfig, SimulatedCDN
+from purger.sim.purge import SimulationResult, origin_signals, simulate_purge
 
 P99_LIMIT, P99_CRITICAL = 0.5, 2.0
 CONTROL = ControlSettings(initial_rate=100, feedback_delay=45, tick=5)

@@ -25,13 +25,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import find_missing, install_hint, run_cluster
-from purger.launch import PaceOptions, execute_run, forecast
-from purger.names import Normalization, build_name_set
-from purger.pacing import AnyioClock
-from purger.plan import PlanSettings, make_plan
+from purger.engine.run import RunSettings
+from purger.launch.build import PaceOptions, execute_run, forecast
+from purger.names.nameset import Normalization, build_name_set
+from purger.pacing.pacer import AnyioClock
+from purger.planning.plan import PlanSettings, make_plan
+from purger.planning.targets import parse_templates
 from purger.providers import ProviderOptions, create_provider
-from purger.run import RunSettings
-from purger.targets import parse_templates
 
 
 def measure(case: dict[str, object], count: int, varnish_url: str) -> dict[str, object]:

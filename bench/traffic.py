@@ -72,8 +72,8 @@ def synthetic_popularity(count: int, *, s: float = 1.0, prefix: str = "n") -> Po
 def load_pypi_popularity(path: str, *, top: int | None = None) -> Popularity:
     """Zipf-rank weights from the PyPI TSV's ``download_rank`` column; ``top`` keeps only
     the best-ranked names (ranked ones first, then unranked in file order)."""
-    from purger.names import WeightSpec, WeightTransform, build_name_set
-    from purger.sources import NamesSource, read_records
+    from purger.names.nameset import WeightSpec, WeightTransform, build_name_set
+    from purger.names.sources import NamesSource, read_records
 
     source = NamesSource(path=path, weight_column="download_rank")
     spec = WeightSpec(column="download_rank", transform=WeightTransform.ZIPF_RANK)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from purger.errors import InputError, PurgerError, UnavailableError, UsageError
-from purger.names import (
+from purger.names.nameset import (
     NameSet,
     Normalization,
     WeightSpec,
@@ -16,7 +16,8 @@ from purger.names import (
     build_name_set,
     normalize_name,
 )
-from purger.plan import (
+from purger.names.sources import NamesSource, SourceFormat, fetch_simple_index, read_records
+from purger.planning.plan import (
     Comparison,
     Plan,
     PlanSettings,
@@ -28,7 +29,6 @@ from purger.plan import (
     read_plan,
     write_plan,
 )
-from purger.sources import NamesSource, SourceFormat, fetch_simple_index, read_records
 
 try:
     __version__ = version("purger")

@@ -20,15 +20,15 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from purger import __version__
-from purger.config import load_signals
-from purger.control import ControlSettings
+from purger.config.job import load_signals
 from purger.errors import PurgerError, UnavailableError, UsageError
-from purger.health import SignalSpec, parse_signal
-from purger.launch import (
+from purger.health.control import ControlSettings
+from purger.health.signals import SignalSpec, parse_signal
+from purger.launch.build import (
     check_names_match,
     weight_spec_of,
 )
-from purger.names import (
+from purger.names.nameset import (
     NameSet,
     Normalization,
     Record,
@@ -36,22 +36,22 @@ from purger.names import (
     WeightTransform,
     build_name_set,
 )
-from purger.plan import (
-    Plan,
-    PlanSettings,
-    make_plan,
-    read_plan,
-)
-from purger.report import (
-    render_skipped,
-)
-from purger.sources import (
+from purger.names.sources import (
     SAMPLE_NAME,
     NamesSource,
     SourceFormat,
     fetch_simple_index,
     read_records,
     redact_url,
+)
+from purger.planning.plan import (
+    Plan,
+    PlanSettings,
+    make_plan,
+    read_plan,
+)
+from purger.ui.report import (
+    render_skipped,
 )
 
 _NAMES_URL_TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)

@@ -23,8 +23,8 @@ import typer
 from rich.console import Console
 
 from purger.cli._app import _exit_codes
-from purger.config import Job, read_job
-from purger.settings import SETTINGS, Value
+from purger.config.job import Job, read_job
+from purger.config.schema import SETTINGS, Value
 
 __all__ = ["ConfigOpt", "job_defaults"]
 

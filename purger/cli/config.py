@@ -13,10 +13,10 @@ import typer
 from rich.console import Console
 
 from purger.cli._app import ExitCode, _exit_codes, app
-from purger.config import Job, collect_job
-from purger.preflight import check_job
+from purger.config.job import Job, collect_job
+from purger.config.schema import SETTINGS, Value
+from purger.launch.preflight import check_job
 from purger.providers import TOKEN_VARIABLES
-from purger.settings import SETTINGS, Value
 
 config_app = typer.Typer(
     name="config",

@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.text import Text
 
 from purger.errors import UsageError
-from purger.launch import Forecast, PaceOptions, forecast, retry_forecast
-from purger.names import NameSet
-from purger.plan import Plan
+from purger.launch.build import Forecast, PaceOptions, forecast, retry_forecast
+from purger.names.nameset import NameSet
+from purger.planning.plan import Plan
+from purger.planning.targets import Template
 from purger.providers import ProviderOptions, create_provider
-from purger.report import provider_label, render_summary
-from purger.state import Failure, StateStore
-from purger.targets import Template
+from purger.state.sqlite import Failure, StateStore
+from purger.ui.report import provider_label, render_summary
 
 __all__ = ["Declined", "ask", "confirm_run", "is_interactive", "recorded_failures"]
 

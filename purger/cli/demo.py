@@ -12,26 +12,26 @@ from purger.cli._app import (
     _exit_codes,
     app,
 )
-from purger.control import ControlSettings
-from purger.live_view import live_view
-from purger.monitor import Snapshot
-from purger.names import (
+from purger.engine.monitor import Snapshot
+from purger.health.control import ControlSettings
+from purger.names.nameset import (
     WeightSpec,
     WeightTransform,
     build_name_set,
 )
-from purger.plan import (
-    PlanSettings,
-    make_plan,
-)
-from purger.report import format_duration
-from purger.sim import SimConfig
-from purger.simulate import origin_signals, simulate_purge
-from purger.sources import (
+from purger.names.sources import (
     SAMPLE_NAME,
     NamesSource,
     read_records,
 )
+from purger.planning.plan import (
+    PlanSettings,
+    make_plan,
+)
+from purger.sim.cdn import SimConfig
+from purger.sim.purge import origin_signals, simulate_purge
+from purger.ui.live_view import live_view
+from purger.ui.report import format_duration
 
 
 @app.command()

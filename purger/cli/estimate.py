@@ -34,10 +34,9 @@ from purger.cli._app import (
     control_settings,
 )
 from purger.cli._job import ConfigOpt
-from purger.control import ControlSettings
 from purger.errors import UsageError
-from purger.estimate import OriginModel
-from purger.launch import (
+from purger.health.control import ControlSettings
+from purger.launch.build import (
     DryRunEnv,
     Forecast,
     PaceOptions,
@@ -45,27 +44,28 @@ from purger.launch import (
     forecast_to_json,
     simulation_to_json,
 )
-from purger.names import (
+from purger.names.nameset import (
     NameSet,
     Normalization,
     WeightSpec,
     WeightTransform,
 )
-from purger.plan import (
+from purger.names.sources import (
+    SourceFormat,
+)
+from purger.planning.estimate import OriginModel
+from purger.planning.plan import (
     Plan,
     PlanSettings,
 )
+from purger.planning.targets import Template, parse_templates
 from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
-from purger.report import (
+from purger.sim.cdn import SimConfig
+from purger.sim.purge import origin_signals, simulate_purge
+from purger.ui.report import (
     render_forecast,
     render_simulation,
 )
-from purger.sim import SimConfig
-from purger.simulate import origin_signals, simulate_purge
-from purger.sources import (
-    SourceFormat,
-)
-from purger.targets import Template, parse_templates
 
 
 def _show_forecast(

@@ -3,7 +3,7 @@
 Keys are read from the terminal in cbreak mode (one key at a time, no echo; Ctrl-C still
 sends SIGINT, the same graceful stop as ``q``); the terminal's settings are restored on
 every way out, an error or a cancellation included. The pure part, what a key does to a
-:class:`~purger.monitor.LiveRun`, is :func:`apply_key`.
+:class:`~purger.engine.monitor.LiveRun`, is :func:`apply_key`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from purger.launch import Presenter
-from purger.live_view import format_rate, live_view
-from purger.monitor import LiveRun
+from purger.engine.monitor import LiveRun
+from purger.launch.build import Presenter
+from purger.ui.live_view import format_rate, live_view
 
 __all__ = ["STOPPED_BY_OPERATOR", "LiveView", "apply_key", "cbreak", "terminal_keys"]
 

@@ -20,11 +20,11 @@ from typing import Final, TextIO
 import anyio
 from rich.console import Console
 
-from purger.control import Decision
-from purger.launch import Presenter
-from purger.monitor import LiveRun, Snapshot
-from purger.report import format_duration
-from purger.run import RunOutcome, RunStatistics
+from purger.engine.monitor import LiveRun, Snapshot
+from purger.engine.run import RunOutcome, RunStatistics
+from purger.health.control import Decision
+from purger.launch.build import Presenter
+from purger.ui.report import format_duration
 
 __all__ = ["JsonLog", "TextLog", "decision_line", "progress_line"]
 

@@ -25,24 +25,24 @@ from purger.cli._app import (
     app,
 )
 from purger.cli._job import ConfigOpt
-from purger.names import (
+from purger.names.nameset import (
     Normalization,
     WeightSpec,
     WeightTransform,
 )
-from purger.plan import (
+from purger.names.sources import (
+    SourceFormat,
+)
+from purger.planning.plan import (
     PlanSettings,
     compare_first_letter,
     make_plan,
     plan_to_json,
     write_plan,
 )
-from purger.report import (
+from purger.ui.report import (
     render_plan,
     render_skipped,
-)
-from purger.sources import (
-    SourceFormat,
 )
 
 

@@ -22,8 +22,8 @@ from purger.cli._app import (
     app,
 )
 from purger.errors import UsageError
-from purger.health import HealthReader, Sample, SignalSpec
-from purger.report import (
+from purger.health.signals import HealthReader, Sample, SignalSpec
+from purger.ui.report import (
     render_probe,
 )
 

@@ -38,20 +38,20 @@ from purger.cli._job import ConfigOpt
 from purger.cli.confirm import Declined, confirm_run, is_interactive, recorded_failures
 from purger.cli.estimate import _show_forecast
 from purger.cli.session import Output, RunRequest, run_with_state
+from purger.engine.run import RunSettings
 from purger.errors import UsageError
-from purger.launch import PaceOptions
-from purger.names import (
+from purger.launch.build import PaceOptions
+from purger.names.nameset import (
     Normalization,
     WeightSpec,
     WeightTransform,
 )
-from purger.plan import PlanSettings
-from purger.providers import PROVIDER_NAMES, ProviderOptions
-from purger.run import RunSettings
-from purger.sources import (
+from purger.names.sources import (
     SourceFormat,
 )
-from purger.targets import parse_templates
+from purger.planning.plan import PlanSettings
+from purger.planning.targets import parse_templates
+from purger.providers import PROVIDER_NAMES, ProviderOptions
 
 
 class Network(StrEnum):

@@ -18,17 +18,17 @@ from rich.console import Console
 from purger.cli._app import ExitCode
 from purger.cli.live import LiveView, cbreak, terminal_keys
 from purger.cli.logs import JsonLog, TextLog, progress_line
-from purger.control import ControlSettings, Decision
-from purger.health import SignalSpec
-from purger.launch import PaceOptions, Presenter, execute_run
-from purger.names import NameSet
-from purger.pacing import AnyioClock
-from purger.plan import Plan
+from purger.engine.run import RunOutcome, RunSettings, RunStatus
+from purger.health.control import ControlSettings, Decision
+from purger.health.signals import SignalSpec
+from purger.launch.build import PaceOptions, Presenter, execute_run
+from purger.names.nameset import NameSet
+from purger.pacing.pacer import AnyioClock
+from purger.planning.plan import Plan
+from purger.planning.targets import Template
 from purger.providers import ProviderOptions
-from purger.report import provider_label
-from purger.run import RunOutcome, RunSettings, RunStatus
-from purger.state import StateSummary
-from purger.targets import Template
+from purger.state.sqlite import StateSummary
+from purger.ui.report import provider_label
 
 __all__ = ["Output", "RunRequest", "run_with_state"]
 

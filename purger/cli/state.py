@@ -14,10 +14,10 @@ from purger.cli._app import (
     _exit_codes,
     app,
 )
-from purger.report import (
+from purger.state.sqlite import StateStore, status_document
+from purger.ui.report import (
     render_status,
 )
-from purger.state import StateStore, status_document
 
 StateArg = Annotated[
     Path,

@@ -3,6 +3,8 @@
 ``create_provider(options, client, env)`` is the one way the run engine gets a provider:
 it checks the options and the credentials in ``env`` (raising :class:`UsageError` for a
 missing service id or token variable, before anything is sent) and wraps ``client``.
+
+May import: ``errors``, ``model``. Adapters receive an httpx client; they never build one.
 """
 
 from __future__ import annotations

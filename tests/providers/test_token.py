@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from purger.errors import UsageError
-from purger.launch import run_record
+from purger.launch.build import run_record
 from purger.model import Batch, TargetKind
-from purger.names import build_name_set
-from purger.plan import PlanSettings, make_plan
+from purger.names.nameset import build_name_set
+from purger.planning.plan import PlanSettings, make_plan
+from purger.planning.targets import parse_templates
 from purger.providers import ProviderOptions, create_provider
 from purger.providers._token import api_token
-from purger.targets import parse_templates
 
 pytestmark = pytest.mark.anyio
 

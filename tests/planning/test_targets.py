@@ -1,0 +1,58 @@
+"""Templates: checked before anything is sent; {name} normalized, {raw} as given."""
+
+from __future__ import annotations
+
+import pytest
+
+from purger.errors import UsageError
+from purger.model import TargetKind
+from purger.planning.targets import parse_templates, targets_of
+
+
+def test_name_and_raw_render_normalized_and_given_spellings():
+    """{name} is the normalized name; {raw} gives each spelling it was given in, too."""
+    templates = parse_templates(["project/{name}"], ["https://pypi.org/pypi/{raw}/json"])
+    aliases = {"pyopenssl": ("pyOpenSSL",)}
+    assert list(targets_of("pyopenssl", templates, TargetKind.KEY, aliases)) == [
+        "project/pyopenssl"
+    ]
+    assert list(targets_of("pyopenssl", templates, TargetKind.URL, aliases)) == [
+        "https://pypi.org/pypi/pyopenssl/json",
+        "https://pypi.org/pypi/pyOpenSSL/json",
+    ]
+
+
+def test_repeated_targets_of_one_name_are_sent_once():
+    """{name} and {raw} that render the same, or a template given twice, purge once."""
+    templates = parse_templates(["p/{name}", "p/{raw}", "p/{name}"], [])
+    assert list(targets_of("abc", templates, TargetKind.KEY, {})) == ["p/abc"]
+
+
+def test_url_templates_cannot_gain_path_segments_from_a_name():
+    """A key space name with '/' or '?' is one escaped path segment in a URL."""
+    templates = parse_templates([], ["https://h.example/{name}/json"])
+    assert list(targets_of("a/b?c", templates, TargetKind.URL, {})) == [
+        "https://h.example/a%2Fb%3Fc/json"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "urls", "message"),
+    [
+        ([], [], "at least one"),
+        (["project/{nmae}"], [], "unknown placeholder {nmae}"),
+        (["project/{name!r}"], [], "unknown placeholder"),
+        (["project/{name:>5}"], [], "unknown placeholder"),
+        (["project/{}"], [], "unknown placeholder {}"),
+        (["project/{name"], [], "literal braces"),
+        (["all"], [], "every name would purge the same target"),
+        (["project {name}"], [], "white space"),
+        ([], ["pypi.org/{name}"], "http:// or https://"),
+        ([], ["ftp://h/{name}"], "http:// or https://"),
+    ],
+)
+def test_bad_templates_are_usage_errors_naming_the_flag(keys, urls, message):
+    """A bad template is refused before anything is sent, with the flag and the reason."""
+    with pytest.raises(UsageError, match=r"--(key|url)-template|at least one") as caught:
+        parse_templates(keys, urls)
+    assert message in str(caught.value)
