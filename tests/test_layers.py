@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "state": {"planning", "names"},
     "config": {"names", "providers", "health"},
     "engine": {"planning", "names", "pacing", "health", "state", "providers"},
+    "observability": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
     "sim": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
     "launch": {
         "sim",
