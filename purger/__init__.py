@@ -17,6 +17,7 @@ from purger.names.nameset import (
     normalize_name,
 )
 from purger.names.sources import NamesSource, SourceFormat, fetch_simple_index, read_records
+from purger.planning.document import plan_from_json, plan_to_json, read_plan, write_plan
 from purger.planning.plan import (
     Comparison,
     Plan,
@@ -24,10 +25,6 @@ from purger.planning.plan import (
     Shard,
     compare_first_letter,
     make_plan,
-    plan_from_json,
-    plan_to_json,
-    read_plan,
-    write_plan,
 )
 
 try:

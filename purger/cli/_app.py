@@ -44,12 +44,8 @@ from purger.names.sources import (
     read_records,
     redact_url,
 )
-from purger.planning.plan import (
-    Plan,
-    PlanSettings,
-    make_plan,
-    read_plan,
-)
+from purger.planning.document import read_plan
+from purger.planning.plan import Plan, PlanSettings, make_plan
 from purger.ui.report import (
     render_skipped,
 )

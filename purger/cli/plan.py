@@ -33,13 +33,8 @@ from purger.names.nameset import (
 from purger.names.sources import (
     SourceFormat,
 )
-from purger.planning.plan import (
-    PlanSettings,
-    compare_first_letter,
-    make_plan,
-    plan_to_json,
-    write_plan,
-)
+from purger.planning.document import plan_to_json, write_plan
+from purger.planning.plan import PlanSettings, compare_first_letter, make_plan
 from purger.ui.report import (
     render_plan,
     render_skipped,

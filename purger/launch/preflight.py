@@ -23,7 +23,7 @@ from purger.config.schema import Value, setting_of
 from purger.errors import UsageError
 from purger.health.control import ControlSettings
 from purger.launch.build import PaceOptions
-from purger.planning.plan import read_plan
+from purger.planning.document import read_plan
 from purger.planning.targets import parse_templates
 from purger.providers import TOKEN_VARIABLES, ProviderOptions, create_provider
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from purger.cli import app
 from purger.names.sources import PEP691_JSON
-from purger.planning.plan import read_plan
+from purger.planning.document import read_plan
 
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
 

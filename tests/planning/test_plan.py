@@ -12,17 +12,14 @@ from hypothesis import strategies as st
 from purger.errors import InputError, UsageError
 from purger.names.nameset import NameSet, Normalization, WeightSpec, WeightTransform, build_name_set
 from purger.names.sources import NamesSource, read_records
+from purger.planning.document import plan_from_json, plan_to_json, read_plan, write_plan
 from purger.planning.plan import (
     Plan,
     PlanSettings,
     compare_first_letter,
     lpt_makespan,
     make_plan,
-    plan_from_json,
-    plan_to_json,
-    read_plan,
     shortest_separator,
-    write_plan,
 )
 
 # Normalized PyPI names use these; '-' sorts before digits, digits before letters.
