@@ -53,6 +53,7 @@ __all__ = [
     "run_cluster",
     "run_origin",
     "run_prometheus",
+    "run_pushgateway",
     "run_varnish",
     "varnish_version",
 ]
@@ -516,6 +517,37 @@ def run_prometheus(
             url = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=url, timeout=10.0) as client:
                 yield Prometheus(url, port, service.pid, client)
+        finally:
+            service.stop()
+
+
+# -- pushgateway -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def run_pushgateway(*, timeout: float = 30.0) -> Iterator[str]:
+    """A Prometheus Pushgateway on a free loopback port, nothing persisted; yields its URL."""
+    binary = _which("prometheus-pushgateway")
+    if binary is None:
+        raise ClusterError(
+            install_hint([Missing("prometheus-pushgateway", "prometheus-pushgateway")])
+        )
+    with _directory(None, "purger-pushgateway-") as directory:
+
+        def start(port: int) -> tuple[_Service, int]:
+            argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+            service = _Service("pushgateway", argv, directory / "pushgateway.log")
+            try:
+                ready = f"http://127.0.0.1:{port}/-/ready"
+                _wait_until(service, _answers(ready), timeout, "become ready")
+            except BaseException:
+                service.stop()
+                raise
+            return service, port
+
+        service, port = _with_free_port(start)
+        try:
+            yield f"http://127.0.0.1:{port}"
         finally:
             service.stop()
 
