@@ -83,9 +83,15 @@ def _families(s: Snapshot) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
     yield targets
     yield _gauge("purger_targets_planned", "Targets the run will purge in all.", s.targets_total)
     yield _gauge("purger_elapsed_seconds", "Seconds since the run started.", s.elapsed)
-    yield _gauge("purger_rate_observed", "Targets per second now.", s.rate_now)
-    yield _gauge("purger_rate_allowed", "Targets per second the pacer allows now.", s.allowed_rate)
-    yield _gauge("purger_rate_ceiling", "The operator's ceiling in targets/s.", s.max_rate)
+    yield _gauge("purger_observed_targets_per_second", "Targets purged per second now.", s.rate_now)
+    yield _gauge(
+        "purger_allowed_targets_per_second",
+        "Targets per second the pacer allows now.",
+        s.allowed_rate,
+    )
+    yield _gauge(
+        "purger_ceiling_targets_per_second", "The operator's ceiling (+Inf: none).", s.max_rate
+    )
     yield _gauge("purger_calls_in_flight", "API calls under way.", s.in_flight)
     yield _gauge("purger_concurrency_limit", "Calls allowed in flight now.", s.concurrency)
     eta = math.nan if s.eta_s is None else s.eta_s

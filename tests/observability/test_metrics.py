@@ -33,8 +33,8 @@ def test_a_snapshot_becomes_the_documented_families():
     assert got[("purger_targets_total", (("outcome", "purged"),))] == 5_300
     assert got[("purger_targets_total", (("outcome", "failed"),))] == 2
     assert got[("purger_targets_planned", ())] == 9_000
-    assert got[("purger_rate_allowed", ())] == 350.0
-    assert got[("purger_rate_observed", ())] == 312.0
+    assert got[("purger_allowed_targets_per_second", ())] == 350.0
+    assert got[("purger_observed_targets_per_second", ())] == 312.0
     assert got[("purger_calls_in_flight", ())] == 3
     assert got[("purger_shards", (("state", "done"),))] == 2
     assert got[("purger_shards", (("state", "pending"),))] == 3
