@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from purger.health.signals import Direction, Sample
-from purger.launch.build import Forecast
+from purger.launch.forecast import Forecast
 from purger.names.nameset import NameSet
 from purger.planning.estimate import Estimate
 from purger.planning.plan import Comparison, Plan
