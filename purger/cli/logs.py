@@ -11,22 +11,33 @@ exit 3) or ``done`` (exit 0 or 1). docs/cli.md shows a line of each.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
 import anyio
 from rich.console import Console
 
-from purger.engine.monitor import LiveRun, Snapshot
+from purger.engine.monitor import LiveRun, RetryView, Snapshot
 from purger.engine.run import RunOutcome, RunStatistics
 from purger.health.control import Decision
 from purger.launch.build import Presenter
 from purger.ui.report import format_duration
 
-__all__ = ["JsonLog", "TextLog", "decision_line", "progress_line"]
+__all__ = [
+    "JsonLog",
+    "TextLog",
+    "decision_line",
+    "progress_fields",
+    "progress_line",
+    "retry_fields",
+    "retry_line",
+    "warnings_to",
+]
 
 #: How often the JSON log looks for shards just done (progress has its own interval).
 _SHARD_POLL: Final = 1.0
@@ -36,16 +47,80 @@ def _rate(value: float) -> float | None:
     return None if math.isinf(value) else round(value, 3)
 
 
-def progress_line(statistics: RunStatistics, held: Sequence[str] = ()) -> str:
+def progress_line(
+    statistics: RunStatistics, held: Sequence[str] = (), retry: RetryView | None = None
+) -> str:
     """``  35 s  20,000 targets in 20,000 calls, 3/8 shards done, 0 failed, 571/s, ETA ...``
-    (benches parse the first part), and who holds the run (``held``), if anyone does."""
+    (benches parse the first part), who holds the run (``held``), if anyone does, and the
+    calls retried, with the last error while no call has succeeded since."""
     eta = "ETA unknown" if statistics.eta_s is None else f"ETA {format_duration(statistics.eta_s)}"
     line = (
         f"{statistics.elapsed:7.0f} s  {statistics.targets:,} targets in "
         f"{statistics.batches:,} calls, {statistics.shards_done}/{statistics.shards} shards "
         f"done, {statistics.failures} failed, {statistics.rate:,.0f}/s, {eta}"
     )
-    return line + (f", paused by {' and '.join(held)}" if held else "")
+    line += f", paused by {' and '.join(held)}" if held else ""
+    if retry is not None:
+        line += f", {retry.retries:,} retries"
+        if not retry.answering:
+            line += f", no answer: {retry.text}"
+    return line
+
+
+def retry_line(retry: RetryView) -> str:
+    """``warning: retrying: fastly: ConnectError: ... (host; attempt 2 of 8, next in 1.5 s);
+    14 retries so far``."""
+    return f"warning: retrying: {retry.text}; {retry.retries:,} retries so far"
+
+
+class _RetryNews:
+    """New retries worth a line: the first at once, then at most one per ``interval`` of
+    the run's time (a dead API retried by every worker would flood the log)."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._seen = 0
+        self._said_at: float | None = None
+
+    def news(self, snapshot: Snapshot) -> RetryView | None:
+        retry = snapshot.retry
+        if retry is None or retry.retries == self._seen:
+            return None
+        if self._said_at is not None and snapshot.elapsed - self._said_at < self._interval:
+            return None
+        self._seen, self._said_at = retry.retries, snapshot.elapsed
+        return retry
+
+
+class _Relay(logging.Handler):
+    """purger's own log warnings (health reads) into the run's output, one line each."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f": {type(error).__name__}: {error}"
+        self._say(" ".join(text.split()))
+
+
+@contextmanager
+def warnings_to(say: Callable[[str], None]) -> Iterator[None]:
+    """Send the ``purger`` loggers' warnings to ``say`` for the block, and nowhere else:
+    not as plain text on stderr between JSON lines or over the live view."""
+    logger = logging.getLogger("purger")
+    relay = _Relay(say)
+    kept = logger.propagate
+    logger.addHandler(relay)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(relay)
+        logger.propagate = kept
 
 
 def decision_line(decision: Decision) -> str:
@@ -75,21 +150,28 @@ class TextLog:
             f"run {live.run_id} ({first.mode}): {first.targets_done:,} of "
             f"{first.targets_total:,} targets done, progress every {self._interval:g} s"
         )
-        while True:
-            await anyio.sleep(self._interval)
-            snapshot = live.snapshot()
-            held = [
-                who
-                for who, on in (
-                    ("the operator", snapshot.operator_paused),
-                    ("health", snapshot.health_paused),
-                )
-                if on
-            ]
-            self.say(progress_line(live.statistics(), held))
+        retries = _RetryNews(self._interval)
+        with warnings_to(lambda text: self.say(f"warning: {text}")):
+            waited = 0.0
+            while True:
+                step = min(_SHARD_POLL, self._interval)
+                await anyio.sleep(step)
+                waited += step
+                snapshot = live.snapshot()
+                retry = retries.news(snapshot)
+                if retry is not None:
+                    self.say(retry_line(retry))
+                if waited >= self._interval:
+                    waited = 0.0
+                    self.say(progress_line(live.statistics(), _held(snapshot), snapshot.retry))
 
     def presenter(self) -> Presenter:
         return self.present
+
+
+def _held(snapshot: Snapshot) -> list[str]:
+    pauses = (("the operator", snapshot.operator_paused), ("health", snapshot.health_paused))
+    return [who for who, on in pauses if on]
 
 
 class JsonLog:
@@ -149,16 +231,22 @@ class JsonLog:
             concurrency=first.concurrency,
             signals=[s.name for s in first.signals],
         )
+        retries = _RetryNews(self._interval)
         try:
-            waited = 0.0
-            while True:
-                step = min(_SHARD_POLL, self._interval)
-                await anyio.sleep(step)
-                waited += step
-                self._shards_done(live.snapshot())
-                if waited >= self._interval:
-                    waited = 0.0
-                    self.emit("progress", **progress_fields(live.snapshot()))
+            with warnings_to(lambda text: self.emit("warning", message=text)):
+                waited = 0.0
+                while True:
+                    step = min(_SHARD_POLL, self._interval)
+                    await anyio.sleep(step)
+                    waited += step
+                    snapshot = live.snapshot()
+                    self._shards_done(snapshot)
+                    retry = retries.news(snapshot)
+                    if retry is not None:
+                        self.emit("warning", **retry_fields(retry))
+                    if waited >= self._interval:
+                        waited = 0.0
+                        self.emit("progress", **progress_fields(live.snapshot()))
         finally:
             # Cancelled when the run ends: the shards it finished since the last look.
             self._shards_done(live.snapshot())
@@ -194,10 +282,25 @@ class JsonLog:
             self.emit("done", **common)
 
 
+def retry_fields(retry: RetryView) -> dict[str, object]:
+    """A ``warning`` event for a call that failed and is retried."""
+    return {
+        "message": f"retrying: {retry.text}",
+        "kind": "retry",
+        "host": retry.host,
+        "error": retry.error,
+        "attempt": retry.attempt,
+        "attempts": retry.attempts,
+        "next_retry_s": round(retry.next_in_s, 3),
+        "retries": retry.retries,
+    }
+
+
 def progress_fields(snapshot: Snapshot) -> dict[str, object]:
     """A ``progress`` event: counts, rates, pressure, who holds the run, the controller,
-    ETA, and the shards being purged now (with their counts)."""
-    controller = snapshot.controller
+    ETA, retries (the last one's error), and the shards being purged now (with their
+    counts)."""
+    controller, retry = snapshot.controller, snapshot.retry
     return {
         "targets_done": snapshot.targets_done,
         "targets_total": snapshot.targets_total,
@@ -213,6 +316,9 @@ def progress_fields(snapshot: Snapshot) -> dict[str, object]:
         "paused": {"operator": snapshot.operator_paused, "health": snapshot.health_paused},
         "controller": None if controller is None else controller.phase,
         "eta_s": None if snapshot.eta_s is None else round(snapshot.eta_s, 1),
+        "retries": 0 if retry is None else retry.retries,
+        "last_retry": None if retry is None else retry.text,
+        "api_answering": None if retry is None else retry.answering,
         "shards": [
             {"id": s.id, "targets_done": s.targets_done, "targets_total": s.targets_total}
             for s in snapshot.shards
