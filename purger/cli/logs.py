@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -184,8 +186,11 @@ class JsonLog:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        err: TextIO | None = None,
     ) -> None:
         self._out = out
+        self._err = err if err is not None else sys.stderr
+        self._reader_gone = False
         self._interval = interval
         self._now = now
         self._monotonic = monotonic
@@ -202,8 +207,30 @@ class JsonLog:
             "elapsed_s": round(self._monotonic() - self._started, 3),
         }
         line.update(fields)
-        self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._out.flush()
+        if self._reader_gone:
+            return
+        try:
+            self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self._out.flush()
+        except BrokenPipeError:
+            self._lost_reader()
+
+    def _lost_reader(self) -> None:
+        """The log's reader went away (``| head -1``, a dead shipper): a purge must not die
+        of it. The run goes on without its JSON log, and says so once on stderr."""
+        self._reader_gone = True
+        try:
+            # What is left in the buffer goes nowhere, not to a traceback at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no file descriptor (a StringIO): nothing buffered
+            pass
+        self._err.write(
+            "purger: warning: stdout was closed (the JSON log's reader went away): the run "
+            "goes on without its log; purger status --state FILE shows its progress\n"
+        )
+        self._err.flush()
 
     def decision(self, decision: Decision) -> None:
         self.emit(
