@@ -38,6 +38,7 @@ __all__ = [
     "progress_line",
     "retry_fields",
     "retry_line",
+    "snapshot_line",
     "warnings_to",
 ]
 
@@ -67,6 +68,25 @@ def progress_line(
         if not retry.answering:
             line += f", no answer: {retry.text}"
     return line
+
+
+def snapshot_line(snapshot: Snapshot) -> str:
+    """A progress line from a live run's snapshot (``purger demo`` without a terminal):
+    ``  120 s  30,000 of 102,114 targets, 40/146 shards done, 0 failed, 250/s (allowed
+    300/s), ETA ...``, the controller's phase and pressure, and the run's notes."""
+    eta = "ETA unknown" if snapshot.eta_s is None else f"ETA {format_duration(snapshot.eta_s)}"
+    rate = snapshot.allowed_rate
+    allowed = "unbounded" if math.isinf(rate) else f"{rate:,.0f}/s"
+    line = (
+        f"{snapshot.elapsed:7.0f} s  {snapshot.targets_done:,} of {snapshot.targets_total:,} "
+        f"targets, {snapshot.shards_done}/{len(snapshot.shards)} shards done, "
+        f"{snapshot.failures} failed, {snapshot.rate_smoothed:,.0f}/s (allowed {allowed}), {eta}"
+    )
+    if snapshot.controller is not None:
+        pressure = "unknown" if snapshot.pressure is None else f"{snapshot.pressure:.2f}"
+        line += f"; controller {snapshot.controller.phase}, pressure {pressure}"
+    line += "".join(f"; {note}" for note in snapshot.notes)
+    return line + (f", paused by {' and '.join(_held(snapshot))}" if _held(snapshot) else "")
 
 
 def retry_line(retry: RetryView) -> str:
