@@ -4,8 +4,10 @@ stderr keeps the one-line errors. Never colour, never markup.
 
 Events, each with ``event``, ``run_id``, ``at`` (UTC) and ``elapsed_s``: ``start``,
 ``progress`` (every ``--progress-interval`` seconds), ``decision`` (the health controller
-changed the rate or paused), ``shard_done``, ``warning``, and last ``stop`` (resumable,
-exit 3) or ``done`` (exit 0 or 1). docs/cli.md shows a line of each.
+changed the rate or paused), ``shard_done``, ``warning`` (a call retried, purger's own log
+warnings, nothing purged), and last ``stop`` (resumable, exit 3) or ``done`` (exit 0 or 1).
+docs/cli.md shows a line of each. A closed stdout does not stop the run: it goes on
+without its JSON log and says so once on stderr.
 """
 
 from __future__ import annotations
