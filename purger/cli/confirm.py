@@ -11,19 +11,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import anyio
-import httpx
 from rich.console import Console
 from rich.text import Text
 
 from purger.errors import UsageError
-from purger.launch.build import Forecast, PaceOptions, forecast, retry_forecast
+from purger.launch.build import PaceOptions
+from purger.launch.forecast import forecast_run
 from purger.names.nameset import NameSet
 from purger.planning.plan import Plan
 from purger.planning.targets import Template
-from purger.providers import ProviderOptions, create_provider
+from purger.providers import ProviderOptions
 from purger.state.sqlite import Failure, StateStore
 from purger.ui.report import provider_label, render_summary
 
@@ -73,13 +74,26 @@ def confirm_run(
 ) -> None:
     """Show the summary (unless ``show`` is off: JSON logs), then ask on a terminal; raise
     :class:`Declined` on no, and :class:`UsageError` without a terminal."""
-    result, soft = anyio.run(_forecast, plan, name_set, templates, options, pace, workers, failures)
+    # The real environment: missing credentials are a usage error before the question.
+    result = anyio.run(
+        partial(
+            forecast_run,
+            plan,
+            name_set,
+            templates,
+            options,
+            pace,
+            workers=workers,
+            env=os.environ,
+            failures=failures,
+        )
+    )
     if show:
         render_summary(
             out,
             action=_action(plan, state, resume, failures),
             provider=provider_label(options),
-            soft=soft,
+            soft=result.soft,
             templates=[t.text for t in templates],
             state=str(state),
             forecast=result,
@@ -103,23 +117,3 @@ def _action(plan: Plan, state: Path, resume: bool, failures: Sequence[Failure] |
                 f"{summary.targets_done:,} targets purged already"
             )
     return names
-
-
-async def _forecast(
-    plan: Plan,
-    name_set: NameSet,
-    templates: Sequence[Template],
-    options: ProviderOptions,
-    pace: PaceOptions,
-    workers: int,
-    failures: Sequence[Failure] | None,
-) -> tuple[Forecast, bool]:
-    # The real environment: missing credentials are a usage error before the question.
-    async with httpx.AsyncClient() as client:  # never used: nothing is sent
-        provider = create_provider(options, client, os.environ)
-        if failures is not None:
-            return retry_forecast(failures, provider, pace, workers=workers), (
-                provider.limits.soft_purge
-            )
-        made = forecast(plan, name_set, templates, provider, pace, workers=workers)
-        return made, provider.limits.soft_purge

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated
 
 import typer
@@ -12,6 +14,7 @@ from purger.cli._app import (
     _exit_codes,
     app,
 )
+from purger.cli.logs import snapshot_line
 from purger.engine.monitor import Snapshot
 from purger.health.control import ControlSettings
 from purger.names.nameset import (
@@ -65,11 +68,8 @@ def demo(
             f"purger demo: {the_plan.total_count:,} PyPI names in {len(the_plan.shards)} shards, "
             "16 workers, hard purge through a simulated CDN; the origin slows down at t = 300 s"
         )
-        with Live(console=out, auto_refresh=False, transient=False) as live:
-
-            def show(snapshot: Snapshot) -> None:
-                live.update(live_view(snapshot, title=title), refresh=True)
-
+        show, view = _presenter(out, title)
+        with view:
             result = simulate_purge(
                 plan=the_plan,
                 name_set=name_set,
@@ -81,7 +81,8 @@ def demo(
                 observer=show,
                 speed=speed or None,
             )
-        out.line()
+        if out.is_terminal:
+            out.line()
         history = result.history
         over = sum(step.p99 > 0.5 for step in history) / max(1, len(history))
         pauses = sum(1 for _, d in result.decisions if d.action == "pause")
@@ -93,3 +94,31 @@ def demo(
             highlight=False,
             soft_wrap=True,
         )
+
+
+#: Without a terminal, a progress line every this many virtual seconds (about 1.5 s of a
+#: demo at its normal speed).
+_LINE_EVERY = 30.0
+
+
+def _presenter(
+    out: Console, title: str
+) -> tuple[Callable[[Snapshot], None], AbstractContextManager[object]]:
+    """The live view on a terminal; elsewhere (a pipe, CI) progress lines, as a run
+    prints them, since a live view off a terminal shows only its last frame."""
+    if out.is_terminal:
+        live = Live(console=out, auto_refresh=False, transient=False)
+
+        def redraw(snapshot: Snapshot) -> None:
+            live.update(live_view(snapshot, title=title), refresh=True)
+
+        return redraw, live
+    out.print(title, highlight=False, markup=False, soft_wrap=True)
+    said = [-_LINE_EVERY]
+
+    def print_line(snapshot: Snapshot) -> None:
+        if snapshot.elapsed - said[0] >= _LINE_EVERY:
+            said[0] = snapshot.elapsed
+            out.print(snapshot_line(snapshot), highlight=False, markup=False, soft_wrap=True)
+
+    return print_line, nullcontext()

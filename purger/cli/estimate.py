@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import anyio
-import httpx
 import typer
 from rich.console import Console
 
@@ -36,11 +36,12 @@ from purger.cli._app import (
 from purger.cli._job import ConfigOpt
 from purger.errors import UsageError
 from purger.health.control import ControlSettings
-from purger.launch.build import (
+from purger.launch.build import PaceOptions
+from purger.launch.forecast import (
     DryRunEnv,
-    Forecast,
-    PaceOptions,
-    forecast,
+    OriginOptions,
+    dry_run_options,
+    forecast_run,
     forecast_to_json,
     simulation_to_json,
 )
@@ -53,13 +54,12 @@ from purger.names.nameset import (
 from purger.names.sources import (
     SourceFormat,
 )
-from purger.planning.estimate import OriginModel
 from purger.planning.plan import (
     Plan,
     PlanSettings,
 )
 from purger.planning.targets import Template, parse_templates
-from purger.providers import PROVIDER_NAMES, ProviderOptions, create_provider
+from purger.providers import PROVIDER_NAMES, ProviderOptions
 from purger.sim.cdn import SimConfig
 from purger.sim.purge import origin_signals, simulate_purge
 from purger.ui.report import (
@@ -77,37 +77,33 @@ def _show_forecast(
     *,
     workers: int,
     api_latency: float | None,
-    origin: OriginModel | None,
+    origin: OriginOptions | None,
     as_json: bool,
     out: Console,
 ) -> None:
-    """What a run would send and how long it would take; nothing is sent."""
-
-    async def build() -> tuple[Forecast, bool]:
-        async with httpx.AsyncClient() as client:  # never used: nothing is sent
-            # A dry run needs no credentials: no token file is read either.
-            dry = replace(options, token_file=None)
-            real = create_provider(dry, client, DryRunEnv(os.environ))
-            result = forecast(
-                the_plan,
-                name_set,
-                templates,
-                real,
-                pace,
-                workers=workers,
-                api_latency=api_latency,
-                origin=origin,
-            )
-            return result, real.limits.soft_purge
-
-    result, soft = anyio.run(build)
+    """What a run would send and how long it would take; nothing is sent (``purger
+    estimate`` and ``purger run --dry-run`` alike: one forecast, the same figures)."""
+    result = anyio.run(
+        partial(
+            forecast_run,
+            the_plan,
+            name_set,
+            templates,
+            dry_run_options(options),
+            pace,
+            workers=workers,
+            env=DryRunEnv(os.environ),  # a dry run needs no credentials
+            api_latency=api_latency,
+            origin=origin,
+        )
+    )
     if as_json:
         typer.echo(json.dumps(forecast_to_json(result), indent=1))
         return
     render_forecast(
         out,
         provider=options.name,
-        soft=soft,
+        soft=result.soft,
         templates=[t.text for t in templates],
         shards=len(the_plan.shards),
         names=the_plan.total_count,
@@ -242,11 +238,9 @@ def estimate(
             feedback_delay=feedback_delay,
             tick=tick,
         )
-        origin = OriginModel(
-            capacity=origin_capacity,
-            fetches_per_target=1.0 if hard else soft_cost,
-            request_rates=_request_rates(name_set, traffic) if traffic else (),
-            control=control,
+        # The refetch cost follows the purge the provider sends (soft or hard, as set).
+        origin = OriginOptions(
+            capacity=origin_capacity, soft_cost=soft_cost, traffic=traffic, control=control
         )
         if simulate:
             simulation = _Simulation(origin_capacity, hard, seed, control)
@@ -301,9 +295,3 @@ def _show_simulation(
         typer.echo(json.dumps(document, indent=1))
     else:
         render_simulation(out, document)
-
-
-def _request_rates(name_set: NameSet, traffic: float) -> tuple[float, ...]:
-    """Each name's share of the clients' ``traffic``, by its weight."""
-    total = name_set.total_weight
-    return tuple(traffic * weight / total for weight in name_set.weights)

@@ -19,6 +19,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
+from purger.cli.logs import warnings_to
 from purger.engine.monitor import LiveRun
 from purger.launch.build import Presenter
 from purger.ui.live_view import format_rate, live_view
@@ -85,8 +86,14 @@ class LiveView:
     def presenter(self) -> Presenter:
         return self.present
 
+    def _warn(self, text: str) -> None:
+        self._message = f"warning: {text}"  # on the view: a plain stderr line would tear it
+
     async def present(self, live: LiveRun) -> None:
-        with Live(console=self._console, auto_refresh=False, transient=False) as view:
+        with (
+            warnings_to(self._warn),
+            Live(console=self._console, auto_refresh=False, transient=False) as view,
+        ):
 
             def draw() -> None:
                 frame = live_view(

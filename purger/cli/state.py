@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
+from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +20,7 @@ from purger.cli._app import (
     app,
 )
 from purger.state.sqlite import StateStore, status_document
-from purger.ui.report import (
-    render_status,
-)
+from purger.ui.status import render_status
 
 StateArg = Annotated[
     Path,
@@ -25,21 +28,91 @@ StateArg = Annotated[
 ]
 
 
+class RunState(StrEnum):
+    """Where a run stands, as ``purger status`` says it."""
+
+    RUNNING = "running"
+    PAUSED = "paused"  # running, new calls held (by the operator or health)
+    STOPPED = "stopped"  # not running, not finished: resumable
+    DONE = "done"
+    FAILED = "failed"  # finished, with failed targets recorded
+
+
+def run_state(document: Mapping[str, object], *, in_use: bool) -> RunState:
+    """The run's state from its status document and whether a run holds its lock."""
+    if in_use:
+        history = document.get("rate_history")
+        last = history[-1] if isinstance(history, list) and history else None
+        held = isinstance(last, dict) and bool(last.get("held"))
+        return RunState.PAUSED if held else RunState.RUNNING
+    total, done = document.get("shards_total"), document.get("shards_done")
+    if document.get("run") is None or not total or done != total:
+        return RunState.STOPPED
+    return RunState.FAILED if document.get("failures") else RunState.DONE
+
+
+def lock_held(state: Path) -> bool:
+    """Whether a run holds the state's lock (``FILE.lock``). Read from ``/proc/locks``
+    where there is one, which disturbs nobody; else by taking a shared lock for an
+    instant (a run starting at that very instant would be told the state is in use)."""
+    lock = Path(f"{state}.lock")
+    try:
+        found = lock.stat()
+    except OSError:
+        return False  # no run ever took it
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return _probe(lock)
+    key = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    return any(
+        fields[1] == "FLOCK" and key in fields
+        for fields in (line.split() for line in table.splitlines())
+        if len(fields) > 5
+    )
+
+
+def _probe(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)  # closing drops the shared lock, if taken
+    return False
+
+
+def status_of(state: Path) -> dict[str, object]:
+    """The status document, with the run's state (``status``), the last error a call
+    met (``last_error``), and no ETA unless it runs."""
+    with StateStore.open_readonly(state) as store:
+        document = status_document(store)
+        last_error = store.status().get("last_error") or None
+    situation = run_state(document, in_use=lock_held(state))
+    if situation not in (RunState.RUNNING, RunState.PAUSED):
+        document["eta_s"] = None  # nothing is left to wait for, or nothing is moving
+    return {"status": str(situation), **document, "last_error": last_error}
+
+
 @app.command()
 def status(
     state: StateArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
-    """Progress of a run, from its state file: per shard, targets, failures, rate and ETA.
-    Safe while the run is going (reads without taking its lock).
+    """Where a run stands (running, paused, stopped, done, failed), from its state file:
+    targets, failures, the last error, rate and ETA, the shards not done. Safe while the
+    run is going (reads without taking its lock).
 
     [b]Example:[/] purger status --state purge.sqlite
     """
     out = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
-        with StateStore.open_readonly(state) as store:
-            document = status_document(store)
+        document = status_of(state)
         if as_json:
             typer.echo(json.dumps(document, indent=1))
         else:

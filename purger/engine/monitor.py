@@ -15,6 +15,7 @@ from typing import Final
 
 import anyio
 
+from purger.engine.retries import RetryNotice
 from purger.engine.run import Run, RunStatistics, ShardState
 from purger.health.control import Action, Decision, phase
 from purger.health.governor import PAUSED_BY_HEALTH, Governor
@@ -27,6 +28,7 @@ __all__ = [
     "SLOWER",
     "ControllerView",
     "LiveRun",
+    "RetryView",
     "SignalView",
     "Snapshot",
 ]
@@ -76,6 +78,45 @@ class ControllerView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetryView:
+    """The last failed call that is retried: which host, what error, which attempt of how
+    many, when the next (seconds from now), how long ago; ``answering``: a call has
+    succeeded since (the API answers again, or only some calls fail)."""
+
+    error: str
+    host: str | None
+    attempt: int
+    attempts: int
+    next_in_s: float
+    age_s: float
+    answering: bool
+    #: Retries of calls by this execution so far.
+    retries: int
+
+    @property
+    def text(self) -> str:
+        """``fastly: ConnectError: ... (api.fastly.com; attempt 2 of 8, next in 1.5 s)``."""
+        where = f"{self.host}; " if self.host else ""
+        return (
+            f"{self.error} ({where}attempt {self.attempt} of {self.attempts}, "
+            f"next in {self.next_in_s:.1f} s)"
+        )
+
+    @classmethod
+    def of(cls, notice: RetryNotice, now: float, calls: int, retries: int) -> RetryView:
+        return cls(
+            error=notice.error,
+            host=notice.host,
+            attempt=notice.attempt,
+            attempts=notice.attempts,
+            next_in_s=notice.next_in(now),
+            age_s=max(0.0, now - notice.at),
+            answering=calls > notice.calls_before,
+            retries=retries,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """What a live run looks like at one moment. Rates are targets per second."""
 
@@ -109,6 +150,8 @@ class Snapshot:
     eta_s: float | None
     #: Lines the run's owner adds (the demo: the simulated origin's capacity).
     notes: tuple[str, ...] = ()
+    #: The last call that failed and is retried (``None``: none yet).
+    retry: RetryView | None = None
 
     @property
     def shards_done(self) -> int:
@@ -274,4 +317,7 @@ class LiveRun:
             health_paused=PAUSED_BY_HEALTH in pacing.holds,
             stopping=run.stopping,
             eta_s=statistics.eta_s,
+            retry=None
+            if run.last_retry is None
+            else RetryView.of(run.last_retry, pacer.clock.now(), statistics.batches, run.retries),
         )

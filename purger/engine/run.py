@@ -31,6 +31,7 @@ from purger.engine.batching import (
     shard_batches,
     target_counts,
 )
+from purger.engine.retries import RetryNotice
 from purger.errors import (
     AuthError,
     ProviderError,
@@ -211,6 +212,9 @@ class Run:
         self._retrying: int | None = None
         self._settled = 0
         self.last_failure: Failure | None = None
+        #: The last failed call that will be retried, and how many retries so far.
+        self.last_retry: RetryNotice | None = None
+        self.retries = 0
         self._points: list[RatePoint] = []
         # Batches a worker keeps in flight within its shard: enough to fill the
         # concurrency cap when there are fewer shards left than workers.
@@ -368,6 +372,7 @@ class Run:
                 async with anyio.create_task_group() as workers:
                     watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
                     spawn(workers, send)
+                await send.send(_Write())  # the last status (rate, ETA, last error) too
                 watcher.cancel_scope.cancel()
             # closing ``send`` lets the writer drain what is left and end
         if self._fatal is not None:
@@ -585,17 +590,23 @@ class Run:
                 await checkpoints.send(_Write())
 
     def _status(self) -> dict[str, str]:
+        retry = self.last_retry
         return {
             "rate": f"{self._rate:.3f}",
             "eta_s": "" if self._eta is None else f"{self._eta:.1f}",
             "targets": str(self._targets),
+            # ``purger status`` shows it: an unreachable API is the first thing to see.
+            "last_error": "" if retry is None else f"{retry.seen_at} {retry.describe()}",
         }
 
     async def _purge(self, batch: Batch, shard_id: int) -> list[Failure]:
         """Purge ``batch``; return the targets the provider refused, each with its reason."""
         try:
             await call_with_retries(
-                lambda: self._call(batch), policy=self._settings.retry, clock=self._clock
+                lambda: self._call(batch),
+                policy=self._settings.retry,
+                clock=self._clock,
+                on_retry=self._on_retry,
             )
             return []
         except RejectedError as error:
@@ -621,6 +632,17 @@ class Run:
             raise _GaveUpError(error) from None
         except TransientError as error:
             raise _GaveUpError(error) from None
+
+    def _on_retry(self, error: BaseException, attempt: int, wait: float) -> None:
+        self.retries += 1
+        self.last_retry = RetryNotice.of(
+            error,
+            attempt,
+            wait,
+            attempts=self._settings.retry.attempts,
+            at=self._clock.now(),
+            calls_before=self._batches,
+        )
 
     async def _call(self, batch: Batch) -> None:
         async with self._pacer.admit(len(batch)):

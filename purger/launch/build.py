@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -16,7 +16,6 @@ import anyio
 import httpx
 
 from purger import __version__
-from purger.engine.batching import caps_for, names_in, shard_batches
 from purger.engine.monitor import LiveRun
 from purger.engine.run import Run, RunOutcome, RunSettings
 from purger.errors import PurgerError, UsageError
@@ -26,30 +25,20 @@ from purger.health.signals import HealthReader, SignalSpec
 from purger.model import TargetKind
 from purger.names.nameset import NameSet, WeightSpec, WeightTransform
 from purger.pacing.pacer import AdaptiveLimit, Clock, Pacer, TokenBucket
-from purger.planning.estimate import Estimate, OriginModel, Pace, ShardWork, Workload, estimate
 from purger.planning.plan import Plan, fingerprint
 from purger.planning.targets import Template
 from purger.providers import ProviderOptions, create_provider
 from purger.providers.base import Provider
 from purger.providers.http1 import Http1Transport
-from purger.sim.cdn import SimConfig
-from purger.sim.purge import SimulationResult
 from purger.state.sqlite import Failure, RunRecord, StateStore, StateSummary
 
 __all__ = [
-    "DryRunEnv",
-    "Forecast",
     "PaceOptions",
     "Presenter",
     "check_names_match",
     "execute_run",
-    "forecast",
-    "forecast_to_json",
-    "retry_forecast",
     "run_record",
-    "simulation_to_json",
     "weight_spec_of",
-    "workload_of",
 ]
 
 #: Connections per httpx client: one client with 50 connections runs at about half the
@@ -137,146 +126,6 @@ def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Templat
         url_templates=tuple(t.text for t in templates if t.kind is TargetKind.URL),
         shards=plan.shards,
         purger_version=__version__,
-    )
-
-
-class DryRunEnv(Mapping[str, str]):
-    """The environment, with a stand-in for every missing variable: a dry run checks the
-    options but needs no credentials, since it sends nothing."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def __getitem__(self, key: str) -> str:
-        return self._env.get(key, "dry-run")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forecast:
-    """What ``purger estimate`` and ``purger run --dry-run`` show."""
-
-    workload: Workload
-    estimate: Estimate
-    #: The same names as PyPI purged them in 2022: one shard per first character, one
-    #: target per call, each worker one call at a time.
-    first_letter: Estimate
-    #: That method's ideal (every worker equally busy), to show what its skew costs.
-    first_letter_ideal_s: float
-
-
-def workload_of(
-    plan: Plan, name_set: NameSet, templates: Sequence[Template], provider: Provider
-) -> Workload:
-    """Count what a run would send, shard by shard and batch by batch."""
-    kinds = sorted({t.kind for t in templates})
-    caps = caps_for(provider, kinds)
-    targets = dict.fromkeys(kinds, 0)
-    calls = dict.fromkeys(kinds, 0)
-    shards = []
-    for shard in plan.shards:
-        names = names_in(shard, name_set.names)
-        starts = dict.fromkeys(kinds, None)
-        shard_targets = shard_calls = 0
-        for batch in shard_batches(shard, names, templates, name_set.aliases, caps, starts):
-            targets[batch.kind] += len(batch.targets)
-            calls[batch.kind] += 1
-            shard_targets += len(batch.targets)
-            shard_calls += 1
-        shards.append(
-            ShardWork(id=shard.id, weight=shard.weight, targets=shard_targets, calls=shard_calls)
-        )
-    return Workload(targets=targets, calls=calls, shards=tuple(shards))
-
-
-def forecast(
-    plan: Plan,
-    name_set: NameSet,
-    templates: Sequence[Template],
-    provider: Provider,
-    pace: PaceOptions,
-    *,
-    workers: int,
-    api_latency: float | None = None,
-    origin: OriginModel | None = None,
-) -> Forecast:
-    """How long the run would take, and how long PyPI's 2022 method would have."""
-    workload = workload_of(plan, name_set, templates, provider)
-    limits = provider.limits
-    latency = api_latency if api_latency is not None else limits.api_latency
-    base = Pace(
-        rate=pace.rate,
-        concurrency=pace.concurrency,
-        workers=workers,
-        api_latency=latency,
-        buckets=limits.buckets,
-    )
-    per_name = workload.total_targets / max(1, plan.total_count)
-    letters: dict[str, int] = {}
-    for name in name_set.names:
-        letters[name[0]] = letters.get(name[0], 0) + 1
-    first = Workload(
-        targets=workload.targets,
-        calls={kind: workload.targets[kind] for kind in workload.targets},
-        shards=tuple(
-            ShardWork(
-                id=i, weight=count, targets=round(count * per_name), calls=round(count * per_name)
-            )
-            for i, (_, count) in enumerate(sorted(letters.items()))
-        ),
-    )
-    one_at_a_time = Pace(
-        rate=pace.rate,
-        concurrency=workers,
-        workers=workers,
-        api_latency=latency,
-        buckets=limits.buckets,
-        window=1,
-    )
-    first_estimate = estimate(first, one_at_a_time, origin)
-    # That method's ideal: its global bounds alone, as if no letter were bigger than another.
-    ideal = max(first_estimate.bounds.values(), default=0.0)
-    return Forecast(
-        workload=workload,
-        estimate=estimate(workload, base, origin),
-        first_letter=first_estimate,
-        first_letter_ideal_s=ideal,
-    )
-
-
-def retry_forecast(
-    failures: Sequence[Failure], provider: Provider, pace: PaceOptions, *, workers: int
-) -> Forecast:
-    """How long ``run --retry-failed`` would take: the failed targets, batched to the
-    provider's caps, under the same bounds as a run (no shards: one list)."""
-    unique = {(f.kind, f.target) for f in failures}
-    kinds = sorted({kind for kind, _ in unique})
-    caps = caps_for(provider, kinds)
-    targets = {kind: sum(1 for k, _ in unique if k is kind) for kind in kinds}
-    calls = {kind: math.ceil(targets[kind] / caps[kind].max_targets) for kind in kinds}
-    workload = Workload(
-        targets=targets,
-        calls=calls,
-        shards=(ShardWork(id=0, weight=1.0, targets=len(unique), calls=sum(calls.values())),),
-    )
-    limits = provider.limits
-    result = estimate(
-        workload,
-        Pace(
-            rate=pace.rate,
-            concurrency=pace.concurrency,
-            workers=workers,
-            api_latency=limits.api_latency,
-            buckets=limits.buckets,
-        ),
-    )
-    return Forecast(
-        workload=workload, estimate=result, first_letter=result, first_letter_ideal_s=0.0
     )
 
 
@@ -423,65 +272,3 @@ async def _execute_with_signals(
     if isinstance(result, PurgerError):
         raise result
     return result
-
-
-def forecast_to_json(result: Forecast) -> dict[str, object]:
-    """The document ``purger estimate --json`` prints."""
-    est, first = result.estimate, result.first_letter
-    return {
-        "duration_s": round(est.duration_s, 3),
-        "bottleneck": est.bottleneck,
-        "bounds": {name: round(seconds, 3) for name, seconds in est.bounds.items()},
-        "rate": None if math.isinf(est.rate) else round(est.rate, 3),
-        "workers": est.workers,
-        "api_calls": est.api_calls,
-        "targets": {str(kind): count for kind, count in result.workload.targets.items()},
-        "shards": [
-            {
-                "id": s.id,
-                "worker": s.worker,
-                "start_s": round(s.start_s, 3),
-                "end_s": round(s.end_s, 3),
-            }
-            for s in est.spans
-        ],
-        "first_letter": {
-            "duration_s": round(first.duration_s, 3),
-            "ideal_s": round(result.first_letter_ideal_s, 3),
-            "ratio": round(first.duration_s / result.first_letter_ideal_s, 3)
-            if result.first_letter_ideal_s
-            else None,
-            "shards": len(first.spans),
-        },
-        "origin_peak_extra_rps": round(est.origin_peak_extra_rps, 3),
-    }
-
-
-def simulation_to_json(result: SimulationResult, config: SimConfig) -> dict[str, object]:
-    """The document ``purger estimate --simulate --json`` prints."""
-    history = result.history
-    statistics = result.outcome.statistics
-    extra = [max(0.0, step.load - config.baseline_load) for step in history]
-    return {
-        "simulated": True,
-        "seed": config.seed,
-        "duration_s": round(statistics.elapsed, 3),
-        "targets": statistics.targets,
-        "api_calls": statistics.batches,
-        "mean_rate": round(statistics.targets / statistics.elapsed, 3)
-        if statistics.elapsed
-        else None,
-        "origin_capacity": config.capacity,
-        "origin_peak_extra_rps": round(max(extra, default=0.0), 3),
-        "origin_p99_max_s": round(max((s.p99 for s in history), default=0.0), 3),
-        "paused_ticks": sum(1 for _, _, paused in result.rates if paused),
-        "decisions": [
-            {
-                "at_s": round(at, 1),
-                "action": str(d.action),
-                "rate": round(d.rate, 1),
-                "reason": d.reason,
-            }
-            for at, d in result.decisions
-        ],
-    }

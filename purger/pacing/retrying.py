@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from tenacity import (
@@ -46,10 +47,15 @@ def _is_retryable(error: BaseException) -> bool:
 
 
 async def call_with_retries(
-    call: Callable[[], Awaitable[T]], *, policy: RetryPolicy, clock: Clock
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    on_retry: Callable[[BaseException, int, float], None] | None = None,
 ) -> T:
     """Await ``call()`` until it succeeds, a non-retryable error is raised, or the policy
-    is spent (the last error is raised)."""
+    is spent (the last error is raised). ``on_retry(error, attempt, wait)`` is told before
+    each wait: the error, the attempt that failed (from 1) and the seconds until the next."""
     # Almost every call succeeds at once: try it before building any retry machinery,
     # which costs about a tenth of a URL purge's CPU time.
     started = clock.now()
@@ -58,7 +64,10 @@ async def call_with_retries(
     except Exception as error:
         if not _is_retryable(error) or policy.attempts <= 1 or policy.total_seconds <= 0:
             raise
-        await clock.sleep(_first_wait(error, policy))
+        first_wait = _first_wait(error, policy)
+        if on_retry is not None:
+            on_retry(error, 1, first_wait)
+        await clock.sleep(first_wait)
     elapsed = clock.now() - started
     jitter = wait_random_exponential(multiplier=policy.backoff_base, max=policy.backoff_max)
 
@@ -75,6 +84,7 @@ async def call_with_retries(
         retry=retry_if_exception(_is_retryable),
         sleep=clock.sleep,
         reraise=True,
+        before_sleep=None if on_retry is None else partial(_tell, on_retry),
     )
 
     async def attempt() -> T:
@@ -83,6 +93,14 @@ async def call_with_retries(
         return await call()
 
     return await retrying(attempt)
+
+
+def _tell(on_retry: Callable[[BaseException, int, float], None], state: RetryCallState) -> None:
+    """Pass a retry on: tenacity's attempts start after the first call, made above."""
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    if error is not None:
+        on_retry(error, state.attempt_number + 1, wait)
 
 
 def _first_wait(error: BaseException, policy: RetryPolicy) -> float:

@@ -19,10 +19,11 @@ class NullProvider:
 
     name: ClassVar[str] = "null"
 
-    def __init__(self, *, max_targets: int = 256) -> None:
+    def __init__(self, *, max_targets: int = 256, soft: bool = False) -> None:
         self._limits = ProviderLimits(
             max_targets={TargetKind.KEY: max_targets, TargetKind.URL: max_targets},
             api_latency=0.0,
+            soft_purge=soft,  # as asked (--hard or not): what an estimate charges the origin
         )
         self.sent: list[Batch] = []
 
@@ -42,5 +43,5 @@ def from_options(
     options: ProviderOptions, client: httpx.AsyncClient, env: Mapping[str, str]
 ) -> NullProvider:
     """The null provider needs no credentials and never touches ``client``."""
-    del options, client, env
-    return NullProvider()
+    del client, env
+    return NullProvider(soft=not options.hard)

@@ -21,6 +21,8 @@ __all__ = ["KEYS_HELP", "format_rate", "live_view"]
 #: Rows of shards not done shown at most; the rest are counted in one line.
 _SHOWN_SHARDS: Final = 10
 _BAR_WIDTH: Final = 30
+#: Seconds a retried call stays on screen once calls succeed again.
+_RETRY_SHOWN_S: Final = 30.0
 KEYS_HELP: Final = (
     f"keys: p pause/resume   + faster (x{FASTER:g})   - slower (x{SLOWER:g})   q stop (resumable)"
 )
@@ -94,6 +96,16 @@ def _progress(snapshot: Snapshot) -> list[RenderableType]:
         ProgressBar(total=max(total, 1), completed=min(done, total), width=_BAR_WIDTH), head
     )
     lines: list[RenderableType] = [top, _state(snapshot), rates]
+    retry = snapshot.retry
+    if retry is not None and (not retry.answering or retry.age_s < _RETRY_SHOWN_S):
+        # An API that does not answer must not look like a slow start.
+        label = "NO ANSWER, retrying" if not retry.answering else "retried"
+        lines.append(
+            Text.assemble(
+                (label, "bold red" if not retry.answering else "yellow"),
+                f": {retry.text}; {retry.retries:,} retries so far",
+            )
+        )
     if snapshot.failures:
         failed = Text.assemble((f"{snapshot.failures:,} failed", "red"))
         if snapshot.last_failure:

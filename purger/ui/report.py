@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from purger.health.signals import Direction, Sample
-from purger.launch.build import Forecast
+from purger.launch.forecast import Forecast
 from purger.names.nameset import NameSet
 from purger.planning.estimate import Estimate
 from purger.planning.plan import Comparison, Plan
@@ -24,7 +24,6 @@ __all__ = [
     "render_probe",
     "render_simulation",
     "render_skipped",
-    "render_status",
     "render_summary",
     "shard_range",
 ]
@@ -338,78 +337,5 @@ def render_probe(samples: Sequence[Sample], now: float, console: Console) -> Non
             "-" if pressure is None else f"{pressure:.2f}",
             "-" if age is None else f"{age:.0f} s",
             status,
-        )
-    console.print(table)
-
-
-_HISTORY_ROWS = 12
-
-
-def _render_history(console: Console, history: object) -> None:
-    """The rate over time: at most a dozen points, evenly spaced, the last one included."""
-    assert isinstance(history, list)  # noqa: S101 - status_document builds it
-    if not history:
-        return
-    step = max(1, math.ceil(len(history) / _HISTORY_ROWS))
-    shown = history[::-1][::step][::-1]
-    table = Table(title="rate history", title_justify="left")
-    for column in ("at (UTC)", "targets/s", "allowed", "targets", "held by"):
-        table.add_column(column, justify="left" if column in ("at (UTC)", "held by") else "right")
-    for point in shown:
-        allowed = point["allowed"]
-        table.add_row(
-            str(point["at"]).replace("+00:00", ""),
-            f"{point['rate']:,.1f}",
-            "unbounded" if allowed is None else f"{allowed:,.0f}",
-            f"{point['targets']:,}",
-            ", ".join(point["held"]) or "-",
-        )
-    console.print(table)
-
-
-def render_status(console: Console, document: Mapping[str, object]) -> None:
-    """``purger status``: the run, totals, the rate over time, failures by reason, then
-    the shards not done yet (done ones folded)."""
-
-    def say(text: str) -> None:
-        console.print(text, highlight=False, markup=False, soft_wrap=True)
-
-    run = document["run"]
-    if not isinstance(run, dict):
-        say(f"{document['state']}: no run recorded yet")
-        return
-    eta = document["eta_s"]
-    rate = document["rate"]
-    say(
-        f"{document['state']}: run {document['run_id']} (plan {str(run['fingerprint'])[:12]}) "
-        f"on {run['provider']}, started {run['created_at']}"
-    )
-    say(
-        f"{document['shards_done']}/{document['shards_total']} shards done, "
-        f"{document['targets_done']:,} targets purged, {document['failures']:,} failed"
-        + (f", {rate:,.0f}/s" if isinstance(rate, float) else "")
-        + (f", ETA {format_duration(eta)}" if isinstance(eta, float) else "")
-    )
-    _render_history(console, document["rate_history"])
-    reasons = document["failure_reasons"]
-    assert isinstance(reasons, list)  # noqa: S101 - status_document builds it
-    if reasons:
-        say(f"failures by reason (purger failures --state {document['state']} lists them):")
-        for row in reasons:
-            say(f"  {row['count']:>8,}  {row['reason']}")
-    shards = document["shards"]
-    assert isinstance(shards, list)  # noqa: S101 - status_document builds it
-    open_shards = [s for s in shards if not s["done"]]
-    if not open_shards:
-        return
-    table = Table(title="shards not done", title_justify="left")
-    for column in ("shard", "range", "names", "targets done"):
-        table.add_column(column, justify="left" if column == "range" else "right")
-    for shard in open_shards:
-        table.add_row(
-            str(shard["id"]),
-            shard_range(shard["start"], shard["limit"]),
-            f"{shard['names']:,}",
-            f"{shard['targets_done']:,}",
         )
     console.print(table)

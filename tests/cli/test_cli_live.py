@@ -207,6 +207,9 @@ def test_a_progress_event_has_counts_rates_pressure_holds_and_shards():
         "paused": {"operator": False, "health": False},
         "controller": "recovering",
         "eta_s": 620.0,
+        "retries": 0,
+        "last_retry": None,
+        "api_answering": None,
         "shards": [
             {"id": 4, "targets_done": 1_200, "targets_total": 3_000},
             {"id": 2, "targets_done": 100, "targets_total": 1_000},

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from purger.cli import app
 from purger.model import TargetKind
-from purger.state.sqlite import Failure, RatePoint, StateStore
+from purger.state.sqlite import Failure, RatePoint, ShardProgress, StateStore
 
 
 def invoke(*args: str):
@@ -105,7 +105,7 @@ def test_status_shows_the_run_id_the_rate_history_and_failures_by_reason(tmp_pat
     document = json.loads(invoke("status", "--state", str(state), "--json").stdout)
     assert set(document) == {
         "state", "run_id", "run", "shards_done", "shards_total", "targets_done", "failures",
-        "rate", "eta_s", "shards", "rate_history", "failure_reasons",
+        "rate", "eta_s", "shards", "rate_history", "failure_reasons", "status", "last_error",
     }  # fmt: skip
     assert document["run_id"] == run_id
     assert document["failures"] == 3
@@ -128,3 +128,66 @@ def test_status_of_a_state_without_a_run(tmp_path):
     assert "no run recorded yet" in shown.stdout
     document = json.loads(invoke("status", "--state", str(state), "--json").stdout)
     assert (document["run"], document["run_id"], document["rate_history"]) == (None, None, [])
+
+
+def test_status_says_where_the_run_stands(tmp_path):
+    """done (no ETA), failed (finished with failures), running and paused (a run holds the
+    lock; paused when its last rate point was held), stopped (resumable): text and JSON."""
+    state, result = make_run(tmp_path)
+    assert result.exit_code == 0, result.output
+
+    def now() -> tuple[str, dict]:
+        text = invoke("status", "--state", str(state))
+        assert text.exit_code == 0, text.output
+        return text.stdout, json.loads(invoke("status", "--state", str(state), "--json").stdout)
+
+    with StateStore.open(state) as store:
+        store.commit([], status={"eta_s": "42.0", "rate": "10.0"})  # stale figures of the end
+    text, document = now()
+    assert document["status"] == "done"
+    assert document["eta_s"] is None
+    assert "DONE: 3/3 shards done" in text
+    assert "ETA" not in text
+    with StateStore.open(state) as store:
+        store.commit([], [Failure(target="k/x", kind=TargetKind.KEY, shard_id=0, reason="no")])
+    assert now()[1]["status"] == "failed"
+    with StateStore.open(state) as store:  # a run holds the lock
+        store.commit([], history=[RatePoint(rate=5.0, allowed=5.0, targets=1)])
+        text, document = now()
+        assert document["status"] == "running"
+        assert document["eta_s"] == 42.0
+        assert "RUNNING: " in text
+        assert "ETA 42.0 s" in text
+        store.commit([], history=[RatePoint(rate=0.0, allowed=5.0, targets=1, held=("operator",))])
+        assert now()[1]["status"] == "paused"
+    with StateStore.open(state) as store:
+        store.commit([ShardProgress(shard_id=0, cursor="k", done=False, targets_done=3)])
+    text, document = now()
+    assert document["status"] == "stopped"
+    assert "STOPPED: 2/3 shards done" in text
+    assert "--resume" in text
+
+
+def test_status_of_many_shards_fits_one_screen(tmp_path):
+    """A run stopped early over 200 shards: the shards being purged, a few rows; the
+    waiting ones counted in the title, never listed one a line."""
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"n{i:04d}" for i in range(400)) + "\n")
+    state = tmp_path / "state.sqlite"
+    started = invoke(
+        "run", str(names), "--provider", "null", "--key-template", "k/{name}",
+        "--state", str(state), "--rate", "inf", "--shards", "200", "--yes",
+    )  # fmt: skip
+    assert started.exit_code == 0, started.output
+    with StateStore.open(state) as store:
+        store.commit(
+            [ShardProgress(shard_id=i, done=False, cursor=None, targets_done=0) for i in range(150)]
+            + [
+                ShardProgress(shard_id=i, done=False, cursor="x", targets_done=1)
+                for i in range(150, 160)
+            ]
+        )
+    text = invoke("status", "--state", str(state)).stdout
+    assert "shards not done: 10 begun, 150 waiting (40 done, folded)" in text
+    assert "... 2 more" in text
+    assert len(text.splitlines()) <= 30, text

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from purger.cli import app
 from purger.health.control import ControlSettings
-from purger.launch.build import PaceOptions, forecast
+from purger.launch.build import PaceOptions
+from purger.launch.forecast import forecast
 from purger.model import TargetKind
 from purger.names.nameset import build_name_set
 from purger.names.sources import NamesSource, read_records

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from purger.engine.monitor import ControllerView, SignalView, Snapshot
+from purger.engine.monitor import ControllerView, RetryView, SignalView, Snapshot
 from purger.engine.run import ShardState
 from purger.health.control import Action, ControlState, Decision
 from purger.ui.live_view import live_view
@@ -192,3 +192,26 @@ def test_many_shards_waiting_are_counted_in_one_line():
     many = tuple(shard(i, f"n{i:02d}", f"n{i + 1:02d}", 0, 10) for i in range(25))
     text = render(replace(SNAPSHOT, shards=many))
     assert "... 15 more shards waiting" in text
+
+
+def test_an_api_that_does_not_answer_is_on_the_screen_with_host_error_and_next_retry():
+    """No call succeeded since the retry: NO ANSWER with host, error, attempt, next retry;
+    once calls succeed again it fades to 'retried', then goes (half a minute later)."""
+    retry = RetryView(
+        error="fastly: ConnectError: All connection attempts failed",
+        host="api.fastly.com",
+        attempt=3,
+        attempts=8,
+        next_in_s=2.04,
+        age_s=1.0,
+        answering=False,
+        retries=17,
+    )
+    text = " ".join(render(replace(SNAPSHOT, retry=retry)).split())  # the line may wrap
+    assert (
+        "NO ANSWER, retrying: fastly: ConnectError: All connection attempts failed "
+        "(api.fastly.com; attempt 3 of 8, next in 2.0 s); 17 retries so far"
+    ) in text
+    assert "retried: fastly" in render(replace(SNAPSHOT, retry=replace(retry, answering=True)))
+    gone = render(replace(SNAPSHOT, retry=replace(retry, answering=True, age_s=60.0)))
+    assert "ConnectError" not in gone
