@@ -35,9 +35,11 @@ class Connected:
         self.shown = shown
         self.secrets = secrets
 
-    def error(self, doing: str, err: BaseException) -> UnavailableError:
-        """``cannot DOING state URL: first line``, with no password in it."""
-        return UnavailableError(f"cannot {doing} state {self.shown}: {one_line(err, self.secrets)}")
+    def error(self, doing: str, err: BaseException, where: str = "") -> UnavailableError:
+        """``cannot DOING state WHERE: first line``, with no password in it (``where``:
+        the redacted URL unless told)."""
+        message = one_line(err, self.secrets)
+        return UnavailableError(f"cannot {doing} state {where or self.shown}: {message}")
 
 
 def is_postgres_url(spec: str) -> bool:

@@ -366,7 +366,7 @@ class PostgresStore:
             try:
                 yield self._conn.db
             except psycopg.Error as err:
-                raise self._conn.error("read", err) from None
+                raise self._conn.error("read", err, self._where) from None
 
     @contextmanager
     def _writing(self) -> Iterator[_Db]:
@@ -377,7 +377,7 @@ class PostgresStore:
                 with self._conn.db.transaction():
                     yield self._conn.db
             except psycopg.Error as err:
-                raise self._conn.error("write", err) from None
+                raise self._conn.error("write", err, self._where) from None
 
 
 def _update_shards(db: _Db, run: int, updates: Sequence[ShardProgress], where: str) -> None:
