@@ -12,7 +12,7 @@ from purger.errors import InputError
 
 __all__ = ["LOCK_CLASS", "SCHEMA_VERSION", "migrate", "schema_version"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: "purg": the first key of purger's advisory locks (the second: a run name's hash; 0 and
 #: 1 are taken below), so that they do not collide with another application's.
 LOCK_CLASS: Final = 0x70757267
@@ -51,6 +51,16 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """CREATE TABLE purger.holder (
             name text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL,
             since timestamptz NOT NULL DEFAULT now())""",
+    ),
+    (
+        # Shard leases (purger/state/leases.py): who holds a shard, until when, and the
+        # epoch (fencing token) every write of the holder must still match.
+        "ALTER TABLE purger.shard ADD COLUMN owner text,"
+        " ADD COLUMN epoch bigint NOT NULL DEFAULT 0, ADD COLUMN lease_until timestamptz",
+        """CREATE TABLE purger.runner (
+            run bigint NOT NULL REFERENCES purger.run ON DELETE CASCADE, id text NOT NULL,
+            host text NOT NULL, pid integer NOT NULL, heartbeat timestamptz NOT NULL,
+            PRIMARY KEY (run, id))""",
     ),
 )
 

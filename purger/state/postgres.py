@@ -10,12 +10,8 @@ engine already commits from a worker thread, so an async driver would buy nothin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import re
-import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,15 +19,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, cast
+from typing import cast
 
 import psycopg
 
-from purger.errors import InputError, LockedError, StateMismatchError, UsageError
+from purger.errors import InputError, StateMismatchError, UsageError
 from purger.model import TargetKind
 from purger.planning.plan import Shard
 from purger.state.pgconnect import Connected, connect
-from purger.state.pgschema import LOCK_CLASS, check_version, migrate, schema_version
+from purger.state.pgruns import DEFAULT_RUN, lock_run, resolve_run
+from purger.state.pgschema import check_version, migrate, schema_version
 from purger.state.sqlite import (
     Failure,
     RatePoint,
@@ -42,13 +39,9 @@ from purger.state.sqlite import (
     _to_json,
 )
 
-__all__ = ["DEFAULT_RUN", "PostgresStore"]
+__all__ = ["DEFAULT_RUN", "PostgresStore", "ahead_json", "open_run", "progress_of"]
 
-#: The run a URL means when no name or id is given.
-DEFAULT_RUN: Final = "default"
-_RUN_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-#: Advisory lock class of run names (``LOCK_CLASS`` itself guards migrations).
-_RUN_LOCK: Final = LOCK_CLASS + 1
+
 _Db = psycopg.Connection[tuple[object, ...]]
 
 
@@ -72,18 +65,7 @@ class PostgresStore:
     ) -> PostgresStore:
         """Open (creating or migrating the schema) and lock run ``run`` (a name or a run
         id): :class:`LockedError` naming the holder if another store has it."""
-        conn = connect(url, password_file)
-        try:
-            try:
-                migrate(conn.db, conn.shown)
-                name = _resolve(conn.db, run, conn.shown)
-                _lock(conn, name)
-            except psycopg.Error as err:
-                raise conn.error("open", err) from None
-        except BaseException:
-            conn.db.close()
-            raise
-        return cls(conn, name)
+        return cls(*open_run(url, run, password_file, shared=False))
 
     @classmethod
     def open_readonly(
@@ -99,7 +81,7 @@ class PostgresStore:
                 if version == 0:
                     raise InputError("no purger state in this database", where=conn.shown)
                 check_version(version, conn.shown)
-                name = _resolve(conn.db, run, conn.shown)
+                name = resolve_run(conn.db, run, conn.shown)
             except psycopg.Error as err:
                 raise conn.error("read", err) from None
         except BaseException:
@@ -210,16 +192,7 @@ class PostgresStore:
                 " JOIN purger.run r ON r.id = s.run WHERE r.name = %s ORDER BY s.id",
                 (self._name,),
             ).fetchall()
-        return {
-            int(cast(int, id_)): ShardProgress(
-                shard_id=cast(int, id_),
-                cursor=cast(str | None, cursor),
-                done=bool(done),
-                done_ahead=frozenset(json.loads(cast(str, ahead))),
-                targets_done=cast(int, targets),
-            )
-            for id_, cursor, done, ahead, targets in rows
-        }
+        return {cast(int, row[0]): progress_of(*row) for row in rows}
 
     def commit(
         self,
@@ -257,7 +230,7 @@ class PostgresStore:
                     (run, list(status), list(status.values())),
                 )
             if updates:
-                _update_shards(db, run, updates, self._where)
+                self._apply_updates(db, run, updates)
             if failures:
                 db.execute(
                     "INSERT INTO purger.failure (run, target, kind, shard_id, reason)"
@@ -347,6 +320,10 @@ class PostgresStore:
             shards=shards, shards_done=done, targets_done=targets, failures=failures
         )
 
+    def _apply_updates(self, db: _Db, run: int, updates: Sequence[ShardProgress]) -> None:
+        """Write shard progress within a commit (leased runners fence it)."""
+        _update_shards(db, run, updates, self._where)
+
     @property
     def _where(self) -> str:
         return f"{self._conn.shown} (run {self._name})"
@@ -380,6 +357,24 @@ class PostgresStore:
                 raise self._conn.error("write", err, self._where) from None
 
 
+def open_run(
+    url: str, run: str, password_file: Path | None, *, shared: bool
+) -> tuple[Connected, str]:
+    """Connect, migrate, resolve the run's name and take its lock (shared or not)."""
+    conn = connect(url, password_file)
+    try:
+        try:
+            migrate(conn.db, conn.shown)
+            name = resolve_run(conn.db, run, conn.shown)
+            lock_run(conn, name, shared=shared)
+        except psycopg.Error as err:
+            raise conn.error("open", err) from None
+    except BaseException:
+        conn.db.close()
+        raise
+    return conn, name
+
+
 def _update_shards(db: _Db, run: int, updates: Sequence[ShardProgress], where: str) -> None:
     latest = {u.shard_id: u for u in updates}  # the last update of a shard wins
     rows = list(latest.values())
@@ -392,7 +387,7 @@ def _update_shards(db: _Db, run: int, updates: Sequence[ShardProgress], where: s
             [u.shard_id for u in rows],
             [u.cursor for u in rows],
             [u.done for u in rows],
-            [json.dumps(sorted(u.done_ahead)) for u in rows],
+            [ahead_json(u) for u in rows],
             [u.targets_done for u in rows],
             run,
         ),
@@ -422,38 +417,22 @@ def _settle(db: _Db, run: int, retried: Sequence[Failure], again: Sequence[Failu
     )
 
 
-def _resolve(db: _Db, run: str, shown: str) -> str:
-    """The run name ``run`` means: a recorded name, else the name of the run with that id,
-    else a new name (checked)."""
-    found = db.execute(
-        "SELECT name FROM purger.run WHERE name = %s UNION ALL"
-        " SELECT name FROM purger.run WHERE run_id = %s",
-        (run, run),
-    ).fetchone()
-    if found is not None:
-        return str(found[0])
-    if not _RUN_NAME.fullmatch(run):
-        raise UsageError(
-            f"state {shown}: run name {run!r}: use up to 100 letters, digits, '.', '_', '-'"
-        )
-    return run
-
-
-def _lock(conn: Connected, name: str) -> None:
-    """Take the run name's session lock and say who holds it, or name the holder."""
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
-    row = conn.db.execute("SELECT pg_try_advisory_lock(%s, %s)", (_RUN_LOCK, key)).fetchone()
-    if row is None or not row[0]:
-        holder = conn.db.execute(
-            "SELECT pid, host FROM purger.holder WHERE name = %s", (name,)
-        ).fetchone()
-        who = "unknown" if holder is None else f"{holder[0]} on {holder[1]}"
-        raise LockedError(f"{conn.shown} (run {name}) is in use by another purger run (pid {who})")
-    conn.db.execute(
-        "INSERT INTO purger.holder (name, host, pid) VALUES (%s, %s, %s) ON CONFLICT (name)"
-        " DO UPDATE SET host = excluded.host, pid = excluded.pid, since = now()",
-        (name, socket.gethostname(), os.getpid()),
+def progress_of(
+    shard_id: object, cursor: object, done: object, ahead: object, targets: object
+) -> ShardProgress:
+    """A shard row's progress columns as the engine reads them."""
+    return ShardProgress(
+        shard_id=cast(int, shard_id),
+        cursor=cast(str | None, cursor),
+        done=bool(done),
+        done_ahead=frozenset(json.loads(cast(str, ahead))),
+        targets_done=cast(int, targets),
     )
+
+
+def ahead_json(update: ShardProgress) -> str:
+    """``done_ahead`` as stored: a sorted JSON list."""
+    return json.dumps(sorted(update.done_ahead))
 
 
 def _iso(value: object) -> str:

@@ -13,6 +13,7 @@ from bench.cluster import free_port
 from purger.errors import InputError, LockedError, UnavailableError, UsageError
 from purger.model import TargetKind
 from purger.state.pgconnect import redact
+from purger.state.pgschema import SCHEMA_VERSION
 from purger.state.postgres import PostgresStore
 from purger.state.sqlite import Failure, ShardProgress, StateStore
 from purger.state.stores import open_store
@@ -94,17 +95,24 @@ def test_a_newer_schema_is_refused_in_one_line_and_untouched(postgres, pg_url):
     open_pg(postgres, pg_url).close()
     database = pg_url.rsplit("/", 1)[1]
     with postgres.connect(database) as admin:
-        admin.execute("UPDATE purger.meta SET value = '2' WHERE key = 'schema_version'")
+        tables = admin.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'purger'")
+        before = tables.fetchone()
+        admin.execute(
+            "UPDATE purger.meta SET value = %s WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION + 1),),
+        )
     for opener in (PostgresStore.open, PostgresStore.open_readonly):
         with pytest.raises(InputError) as caught:
             opener(pg_url, password_file=postgres.password_file)
         assert str(caught.value) == (
-            f"{pg_url}: state schema version 2; this purger reads version 1 (upgrade purger)"
+            f"{pg_url}: state schema version {SCHEMA_VERSION + 1};"
+            f" this purger reads version {SCHEMA_VERSION} (upgrade purger)"
         )
     with postgres.connect(database) as admin:
-        assert admin.execute("SELECT value FROM purger.meta").fetchall() == [("2",)]
+        version = admin.execute("SELECT value FROM purger.meta").fetchall()
+        assert version == [(str(SCHEMA_VERSION + 1),)]
         tables = admin.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'purger'")
-        assert tables.fetchone() == (7,)
+        assert tables.fetchone() == before
 
 
 def test_a_foreign_purger_schema_is_refused_and_untouched(postgres, pg_url):
