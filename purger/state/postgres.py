@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Self, cast
 
 import psycopg
 
@@ -105,7 +105,7 @@ class PostgresStore:
             self._closed = True
             self._conn.db.close()
 
-    def __enter__(self) -> PostgresStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -145,14 +145,12 @@ class PostgresStore:
         keys = _to_json(list(record.key_templates), "key_templates")
         urls = _to_json(list(record.url_templates), "url_templates")
         with self._writing() as db:
-            if db.execute("SELECT 1 FROM purger.run WHERE name = %s", (self._name,)).fetchone():
-                raise UsageError(
-                    f"state {self._where} already holds a run; use --resume or another run name"
-                )
+            # ON CONFLICT: of two leased runners starting the run together, one records it.
             row = db.execute(
                 "INSERT INTO purger.run (name, run_id, fingerprint, provider, provider_options,"
                 " key_templates, url_templates, purger_version)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING"
+                " RETURNING id",
                 (
                     self._name,
                     uuid.uuid4().hex[:12],
@@ -164,7 +162,10 @@ class PostgresStore:
                     record.purger_version,
                 ),
             ).fetchone()
-            assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
+            if row is None:
+                raise UsageError(
+                    f"state {self._where} already holds a run; use --resume or another run name"
+                )
             run = cast(int, row[0])
             with db.cursor() as cursor:
                 cursor.executemany(

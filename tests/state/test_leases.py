@@ -221,3 +221,33 @@ def test_a_version_1_schema_is_migrated_keeping_its_run(postgres, pg_url):
     with postgres.connect(pg_url.rsplit("/", 1)[1]) as admin:
         version = admin.execute("SELECT value FROM purger.meta WHERE key = 'schema_version'")
         assert version.fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_runners_starting_the_run_together_record_it_once(postgres, pg_url):
+    """Each of four runners tries to record the run at the same moment: one does, the
+    others are told it is there (a usage error, not a database error), and it is whole."""
+    runners = [
+        LeasedStore.join(pg_url, run="race", password_file=postgres.password_file) for _ in range(4)
+    ]
+    barrier = threading.Barrier(len(runners))
+    outcomes: list[str] = []
+
+    def start(runner: LeasedStore) -> None:
+        barrier.wait()
+        try:
+            runner.start_run(make_record(shards=SHARDS))
+            outcomes.append("recorded")
+        except UsageError as err:
+            outcomes.append("there" if "already holds a run" in str(err) else str(err))
+
+    threads = [threading.Thread(target=start, args=(runner,)) for runner in runners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert sorted(outcomes) == ["recorded", "there", "there", "there"]
+        assert len(runners[0].progress()) == len(SHARDS)
+    finally:
+        for runner in runners:
+            runner.close()
