@@ -15,7 +15,7 @@ import math
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -206,7 +206,7 @@ class PostgresStore:
         """As :meth:`purger.state.sqlite.StateStore.commit`: all or none, durably."""
         if not updates and not failures and not status and not history and not retried:
             return
-        with self._writing() as db:
+        with self._writing(pipelined=True) as db:
             run = self._run_row(db)
             if retried:
                 _settle(db, run, retried, failures)
@@ -347,13 +347,15 @@ class PostgresStore:
                 raise self._conn.error("read", err, self._where) from None
 
     @contextmanager
-    def _writing(self) -> Iterator[_Db]:
+    def _writing(self, *, pipelined: bool = False) -> Iterator[_Db]:
         """One transaction, all or nothing; a database error is UnavailableError (one
-        line, URL redacted): a run cannot go on without its state."""
+        line, URL redacted): a run cannot go on without its state. ``pipelined``: the
+        statements go out together, and only reading a result waits for the server."""
+        db = self._conn.db
         with self._guard:
             try:
-                with self._conn.db.transaction():
-                    yield self._conn.db
+                with db.pipeline() if pipelined else nullcontext(), db.transaction():
+                    yield db
             except psycopg.Error as err:
                 raise self._conn.error("write", err, self._where) from None
 
@@ -383,7 +385,7 @@ def _update_shards(db: _Db, run: int, updates: Sequence[ShardProgress], where: s
         "UPDATE purger.shard s SET cursor = u.cursor, done = u.done, done_ahead = u.ahead,"
         " targets_done = u.targets FROM unnest(%s::int4[], %s::text[], %s::bool[],"
         " %s::text[], %s::int8[]) AS u(id, cursor, done, ahead, targets)"
-        " WHERE s.run = %s AND s.id = u.id",
+        " WHERE s.run = %s AND s.id = u.id RETURNING s.id",
         (
             [u.shard_id for u in rows],
             [u.cursor for u in rows],
@@ -392,8 +394,8 @@ def _update_shards(db: _Db, run: int, updates: Sequence[ShardProgress], where: s
             [u.targets_done for u in rows],
             run,
         ),
-    ).rowcount
-    if changed != len(rows):
+    ).fetchall()  # in a pipeline, the one wait for the server before COMMIT
+    if len(changed) != len(rows):
         known = {r[0] for r in db.execute("SELECT id FROM purger.shard WHERE run = %s", (run,))}
         raise ValueError(f"state {where} has no shard {sorted(latest.keys() - known)}")
 
