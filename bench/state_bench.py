@@ -8,7 +8,10 @@ Per store, calls committed per second at 1 URL per call:
   every confirmation that arrived while the previous commit ran (group commit);
 - serial: one commit per call, one after another, nothing grouped: the store's floor.
 And the driver question for PostgreSQL: the same one-row checkpoint transaction by psycopg's
-sync connection and by its async one (asyncio), one after another.
+sync connection and by its async one (asyncio), one after another. And leased runners
+(purger/state/leases.py): 1, 2 and 4 runners, each on its own connection and thread with
+one shard, committing fenced one-call checkpoints one after another: the total per second
+(the database's share of several runners; the engine does not claim shards yet).
 
 Durability as in production: SQLite ``synchronous=FULL`` (WAL), PostgreSQL ``fsync=on`` and
 ``synchronous_commit=on``, both on the same disk (a throwaway cluster from tests/pg.py, on
@@ -23,6 +26,7 @@ import json
 import math
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +40,7 @@ from purger.pacing.pacer import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
 from purger.planning.plan import Plan, PlanSettings, make_plan
 from purger.planning.targets import parse_templates
 from purger.providers.null import NullProvider
+from purger.state.leases import LeasedStore
 from purger.state.postgres import PostgresStore
 from purger.state.protocol import Store
 from purger.state.sqlite import RunRecord, ShardProgress, StateStore
@@ -141,6 +146,40 @@ def driver_rates(pg: PgCluster, url: str, calls: int) -> tuple[float, float]:
     return sync, asyncio.run(run_async())
 
 
+def leased_rate(pg: PgCluster, url: str, runners: int, calls: int) -> float:
+    """Fenced one-call commits per second, all runners together: each its own connection
+    and thread, one leased shard each, committing one after another."""
+    plan = make_plan(names(SHARDS * 4), PlanSettings(shards=SHARDS, workers=16))
+    run = f"leased{runners}"
+    stores = [
+        LeasedStore.join(url, run=run, password_file=pg.password_file) for _ in range(runners)
+    ]
+    stores[0].start_run(record(plan))
+    leases = [store.claim()[0].shard_id for store in stores]
+    each = calls // runners
+    start = threading.Barrier(runners + 1)
+
+    def work(store: LeasedStore, shard: int) -> None:
+        start.wait()
+        for i in range(each):
+            store.commit([ShardProgress(shard_id=shard, cursor=f"n{i}", targets_done=i)])
+
+    threads = [
+        threading.Thread(target=work, args=(store, shard))
+        for store, shard in zip(stores, leases, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    for store in stores:
+        store.close()
+    return each * runners / elapsed
+
+
 def measure(calls: int, repeat: int) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {}
 
@@ -167,6 +206,8 @@ def measure(calls: int, repeat: int) -> dict[str, list[float]]:
             sync, async_ = driver_rates(pg, url, calls // 4)
             note("psycopg sync 1-row", sync)
             note("psycopg async 1-row", async_)
+            for runners in (1, 2, 4):
+                note(f"postgres {runners} leased", leased_rate(pg, url, runners, calls // 4))
     return figures
 
 
