@@ -32,7 +32,7 @@ from typing import Final
 
 import psycopg
 
-from bench.cluster import Missing, free_port, install_hint
+from bench.cluster import Missing, _die_with_parent, free_port, install_hint
 
 __all__ = ["PgCluster", "find_postgres", "missing_postgres", "run_postgres"]
 
@@ -135,7 +135,9 @@ def _postgres(bin_dir: Path, root: Path, user: str | None, fsync: bool) -> Itera
                  "-c", "listen_addresses=127.0.0.1", "-c", f"fsync={'on' if fsync else 'off'}",
                  "-c", "max_connections=60"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, user=user,
-                start_new_session=True,
+                # SIGKILLed if we die uncleanly (set after the user change, so it holds);
+                # its backends end when they see the postmaster gone.
+                start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         _live.add(process)
         cluster = PgCluster(port=port, password_file=root / "password", log=log)
