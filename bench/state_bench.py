@@ -14,8 +14,8 @@ one shard, committing fenced one-call checkpoints one after another: the total p
 (the database's share of several runners; the engine does not claim shards yet).
 
 Durability as in production: SQLite ``synchronous=FULL`` (WAL), PostgreSQL ``fsync=on`` and
-``synchronous_commit=on``, both on the same disk (a throwaway cluster from tests/pg.py, on
-loopback). Prints a table; ``--out`` writes the figures as JSON.
+``synchronous_commit=on``, both in the system temporary directory (the cluster from
+tests/pg.py, on loopback). Prints a table; ``--out`` writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def measure(calls: int, repeat: int) -> dict[str, list[float]]:
         figures.setdefault(key, []).append(value)
         print(f"  {key:<22} {value:10,.0f} calls/s", flush=True)
 
-    with tempfile.TemporaryDirectory(dir=".") as directory, run_postgres(fsync=True) as pg:
+    with tempfile.TemporaryDirectory() as directory, run_postgres(fsync=True) as pg:
         for round_ in range(repeat):
             print(f"round {round_ + 1}/{repeat}", flush=True)
             url = pg.create_database(f"bench{round_}")
