@@ -4,6 +4,9 @@ lease is refused whole; the schema migrates from version 1 keeping a run."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -251,3 +254,45 @@ def test_runners_starting_the_run_together_record_it_once(postgres, pg_url):
     finally:
         for runner in runners:
             runner.close()
+
+
+# A runner in its own process: claims every shard, commits shard 3's progress, says so,
+# then hangs until it is killed.
+RUNNER = """
+import sys, time
+from pathlib import Path
+from purger.state.leases import LeasedStore
+from purger.state.sqlite import ShardProgress
+store = LeasedStore.join(sys.argv[1], run="shared", lease_ttl=1.0, password_file=Path(sys.argv[2]))
+store.claim(4)
+store.commit([ShardProgress(shard_id=3, cursor="s", done_ahead=frozenset({"u"}), targets_done=4)])
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_sigkilled_runner_s_shards_are_continued_by_another(postgres, pg_url, join):
+    """SIGKILL a runner holding every shard: once its leases lapse (nobody heartbeats
+    them) the survivor gets every shard, shard 3 from the dead runner's cursor."""
+    survivor = join()
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, pg_url, str(postgres.password_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+    taken: dict[int, ShardProgress] = {}
+    deadline = time.monotonic() + _LAPSE_WAIT
+    while len(taken) < len(SHARDS):
+        assert time.monotonic() < deadline, f"only {sorted(taken)} were taken over"
+        taken.update((lease.shard_id, lease.progress) for lease in survivor.claim(4))
+        time.sleep(0.05)
+    assert taken[3] == ShardProgress(
+        shard_id=3, cursor="s", done_ahead=frozenset({"u"}), targets_done=4
+    )
+    assert all(taken[i] == ShardProgress(shard_id=i) for i in (0, 1, 2))
