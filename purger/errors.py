@@ -9,7 +9,8 @@
      │    └── StateMismatchError a state file belongs to another plan or provider    (exit 2)
      ├── UnavailableError        something purger needs could not be used            (exit 4)
      │    ├── AuthError          the provider refused the credentials                (exit 4)
-     │    └── LockedError        another run holds the state file                    (exit 4)
+     │    ├── LockedError        another run holds the state file                    (exit 4)
+     │    └── LeaseLostError     another runner took over a shard this one held      (exit 4)
      └── ProviderError           one API call failed; the run decides what follows
           ├── RateLimitedError   429: wait ``retry_after`` seconds, then retry
           ├── TransientError     5xx, timeout, connection: retry with backoff
@@ -27,6 +28,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "InputError",
+    "LeaseLostError",
     "LockedError",
     "ProviderError",
     "PurgerError",
@@ -100,6 +102,11 @@ class AuthError(UnavailableError):
 
 class LockedError(UnavailableError):
     """Another run holds the lock on the state file."""
+
+
+class LeaseLostError(UnavailableError):
+    """A shard's lease expired and another runner claimed it (PostgreSQL state): the write
+    was refused whole, and this runner must stop sending for that shard."""
 
 
 class ProviderError(PurgerError):
