@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"names", "providers", "health"},
     "engine": {"planning", "names", "pacing", "health", "state", "providers"},
     "sim": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
+    "probing": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
     "launch": {
         "sim",
         "engine",
@@ -63,6 +64,9 @@ PURE_MODULES = [
     "health.control",
     "health.exposition",
     "engine.batching",
+    "probing.classify",
+    "probing.targets",
+    "probing.tally",
 ]
 IO_FRAMEWORKS = {"httpx", "anyio", "rich", "typer", "tenacity"}
 
