@@ -81,6 +81,10 @@ class Prober:
         self._wall = wall
         self._sleep = sleep
 
+    def with_settings(self, settings: ProbeSettings) -> Prober:
+        """The same client and pacer, other settings (a later round's purge time)."""
+        return Prober(self._client, self._pacer, settings, wall=self._wall, sleep=self._sleep)
+
     async def probe(self, url: str, node: str | None) -> Verdict:
         """The verdict on ``url`` through ``node``; a stale one looked at again after the
         soft grace."""
