@@ -9,9 +9,10 @@ keys (from the run's key templates): a key cannot be fetched, but it can be purg
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
 
 import anyio
 
@@ -25,10 +26,18 @@ from purger.probing.classify import ProbeClass
 from purger.probing.prober import DIRECT, Prober
 from purger.probing.tally import Probe, Tally
 from purger.probing.targets import ProbeTarget
+from purger.providers import ProviderOptions
 from purger.providers.base import Provider
 from purger.state.sqlite import VERIFY_REASON, Failure, Verification
 
-__all__ = ["REPURGED", "Repurger", "VerifyOutcome", "still_bad_failures", "verify_rounds"]
+__all__ = [
+    "REPURGED",
+    "Repurger",
+    "VerifyOutcome",
+    "provider_options_of",
+    "still_bad_failures",
+    "verify_rounds",
+]
 
 #: What a re-purge can mend; an error or an unreachable node is not the cache's content.
 REPURGED: Final = frozenset({ProbeClass.STALE, ProbeClass.REDIRECT_LOOP})
@@ -173,3 +182,15 @@ def still_bad_failures(
                 ),
             )
     return list(failures.values())
+
+
+def provider_options_of(stored: Mapping[str, object], name: str) -> ProviderOptions:
+    """The run's provider options back from its state (``run_record`` stored them
+    JSON-able: lists for tuples, strings for paths); keys this version lacks are left."""
+    known = {f.name for f in fields(ProviderOptions)}
+    options: dict[str, Any] = {k: v for k, v in stored.items() if k in known}
+    options["name"] = name
+    options["endpoints"] = tuple(options.get("endpoints") or ())
+    if options.get("edgerc"):
+        options["edgerc"] = Path(str(options["edgerc"]))
+    return ProviderOptions(**options)
