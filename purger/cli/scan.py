@@ -9,6 +9,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from purger.names.nameset import Normalization, WeightSpec
 from purger.names.sources import SourceFormat
 from purger.planning.targets import parse_templates
 from purger.probing.classify import Freshness
-from purger.probing.prober import Prober, ProbeSettings, probe_client, probe_pacer
+from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.tally import Tally
 from purger.probing.targets import ProbeTarget, check_nodes, probe_targets
 
@@ -221,14 +222,21 @@ def scan(
         )
         targets = list(probe_targets(name_set.names, templates, name_set.aliases))
         work = [(t, node) for t in targets for node in (nodes or (None,))]
+        started = time.monotonic()
         tally = anyio.run(_scan, work, settings, rate, concurrency, timeout)
+        seconds = time.monotonic() - started
         bad = [s for spellings in tally.bad_names.values() for s in spellings]
         write_names(out_path, list(dict.fromkeys(sorted(bad))))
         if as_json:
-            document = {"scanned": tally.probes, "bad": len(tally.bad_names), **tally.to_json()}
+            document = {
+                "scanned": tally.probes,
+                "bad": len(tally.bad_names),
+                "seconds": round(seconds, 3),
+                **tally.to_json(),
+            }
             typer.echo(json.dumps(document, indent=1))
         else:
-            render_tally(tally, f"scan: {tally.probes} probes", out)
+            render_tally(tally, f"scan: {tally.probes} probes in {seconds:.1f} s", out)
             err.print(
                 f"{len(tally.bad_names)} bad names of {len(name_set.names)} written to {out_path}",
                 highlight=False,
@@ -245,8 +253,9 @@ async def _scan(
     request_seconds: float,
 ) -> Tally:
     tally = Tally()
-    async with probe_client(concurrency, request_seconds) as client:
-        prober = Prober(client, probe_pacer(rate, concurrency), settings)
+    async with probe_transport(concurrency) as transport:
+        pacer = probe_pacer(rate, concurrency)
+        prober = Prober(transport, pacer, settings, timeout=request_seconds)
         await prober.probe_all(
             work,
             lambda probe: tally.add(probe, bad=not probe.verdict.good),

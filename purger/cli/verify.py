@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio
+import httpx
 import typer
 from rich.console import Console
 
+from purger import __version__
 from purger.cli._app import (
     ExitCode,
     FormatOpt,
@@ -42,7 +44,7 @@ from purger.errors import UsageError
 from purger.names.nameset import Normalization, WeightSpec
 from purger.names.sources import SourceFormat
 from purger.planning.targets import Template, parse_templates
-from purger.probing.prober import Prober, ProbeSettings, probe_client, probe_pacer
+from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.targets import ProbeTarget, check_nodes, in_sample, probe_targets
 from purger.probing.verify import (
     Repurger,
@@ -53,6 +55,8 @@ from purger.probing.verify import (
 )
 from purger.providers import create_provider
 from purger.state.sqlite import RunRecord, StateStore
+
+_AGENT = {"User-Agent": f"purger/{__version__}"}
 
 
 @app.command()
@@ -205,8 +209,13 @@ async def _verify(
     concurrency: int,
     request_seconds: float,
 ) -> tuple[VerifyOutcome, Repurger | None]:
-    async with probe_client(concurrency, request_seconds) as client:
-        prober = Prober(client, probe_pacer(rate, concurrency), settings)
+    async with (
+        probe_transport(concurrency) as transport,
+        httpx.AsyncClient(transport=transport, timeout=request_seconds, headers=_AGENT) as client,
+    ):
+        prober = Prober(
+            transport, probe_pacer(rate, concurrency), settings, timeout=request_seconds
+        )
         repurger = None
         if repurge:
             options = provider_options_of(record.provider_options, record.provider)

@@ -3,8 +3,10 @@ same node, classify (:mod:`~purger.probing.classify`), paced like purges.
 
 Every request of a chain is admitted by the pacer (``--rate``, ``--concurrency``): a miss
 through the cache costs the origin a fetch, like a purge's refill. Requests go out on the
-lean HTTP/1.1 transport the Varnish purges use (``providers/http1.py``); ``https`` URLs
-probed without ``--via`` go to httpx's own transport.
+lean HTTP/1.1 transport the Varnish purges use (``providers/http1.py``), called directly:
+httpx's client around it (cookies, auth, hooks, redirects we follow ourselves) halved the
+probe rate (``bench/scan_bench.py``). ``https`` URLs probed without ``--via`` go to httpx's
+own transport.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from purger.probing.tally import Probe
 from purger.probing.targets import ProbeTarget, through_node
 from purger.providers.http1 import Http1Transport
 
-__all__ = ["DIRECT", "ProbeSettings", "Prober", "probe_client", "probe_pacer"]
+__all__ = ["DIRECT", "ProbeSettings", "Prober", "probe_pacer", "probe_transport"]
 
 #: The node name of probes sent to the URL's own host (no ``--via``).
 DIRECT = "direct"
+_USER_AGENT = f"purger/{__version__}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,12 +48,10 @@ class ProbeSettings:
     soft_grace: float = 0.0
 
 
-def probe_client(concurrency: int, timeout: float) -> httpx.AsyncClient:
-    """A client on the lean transport, a kept connection per probe in flight."""
+def probe_transport(concurrency: int) -> Http1Transport:
+    """The lean transport, a kept connection per probe in flight, https to httpx's."""
     room = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    lean = Http1Transport(max_idle=concurrency, fallback=httpx.AsyncHTTPTransport(limits=room))
-    headers = {"User-Agent": f"purger/{__version__}"}
-    return httpx.AsyncClient(timeout=timeout, headers=headers, transport=lean)
+    return Http1Transport(max_idle=concurrency, fallback=httpx.AsyncHTTPTransport(limits=room))
 
 
 def probe_pacer(rate: float, concurrency: int, clock: Clock | None = None) -> Pacer:
@@ -68,14 +69,19 @@ class Prober:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         pacer: Pacer,
         settings: ProbeSettings,
         *,
+        timeout: float = 10.0,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self._client = client
+        self._transport = transport
+        self._timeout = timeout
+        self._extensions = {
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        }
         self._pacer = pacer
         self.settings = settings
         self._wall = wall
@@ -83,7 +89,14 @@ class Prober:
 
     def with_settings(self, settings: ProbeSettings) -> Prober:
         """The same client and pacer, other settings (a later round's purge time)."""
-        return Prober(self._client, self._pacer, settings, wall=self._wall, sleep=self._sleep)
+        return Prober(
+            self._transport,
+            self._pacer,
+            settings,
+            timeout=self._timeout,
+            wall=self._wall,
+            sleep=self._sleep,
+        )
 
     async def probe(self, url: str, node: str | None) -> Verdict:
         """The verdict on ``url`` through ``node``; a stale one looked at again after the
@@ -132,10 +145,17 @@ class Prober:
 
     async def _fetch(self, url: str, node: str | None) -> Answer | Verdict:
         target, host = through_node(url, node)
-        headers = [("Host", host)] if host is not None else []
+        headers = [("User-Agent", _USER_AGENT)]
+        if host is not None:
+            headers.append(("Host", host))
         async with self._pacer.admit(1):
             try:
-                response = await self._client.get(target, headers=headers)
+                request = httpx.Request("GET", target, headers=headers, extensions=self._extensions)
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()  # the lean transport read it; httpx's did not
+                finally:
+                    await response.aclose()
             except httpx.TransportError as exc:
                 self._pacer.limit.on_overload()
                 return Verdict(ProbeClass.UNREACHABLE, None, f"{type(exc).__name__}: {exc}")

@@ -42,9 +42,10 @@ def prober(node: Node, **settings: object) -> tuple[Prober, list[float]]:
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(node))
     chosen = ProbeSettings(**settings)  # type: ignore[arg-type]
-    return Prober(client, probe_pacer(math.inf, 4), chosen, wall=lambda: NOW, sleep=sleep), slept
+    return Prober(
+        httpx.MockTransport(node), probe_pacer(math.inf, 4), chosen, wall=lambda: NOW, sleep=sleep
+    ), slept
 
 
 async def test_the_node_gets_the_targets_host_and_path_verbatim() -> None:
@@ -105,8 +106,7 @@ async def test_a_node_that_does_not_answer_is_unreachable() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
-    probe = Prober(client, probe_pacer(math.inf, 1), ProbeSettings())
+    probe = Prober(httpx.MockTransport(refuse), probe_pacer(math.inf, 1), ProbeSettings())
     verdict = await probe.probe("http://pypi.test/a", NODE)
     assert verdict.cls is ProbeClass.UNREACHABLE
     assert "refused" in verdict.detail

@@ -71,9 +71,10 @@ def prober_on(caches: dict[str, Cache]) -> Prober:
     def route(request: httpx.Request) -> httpx.Response:
         return caches[f"http://{request.url.netloc.decode()}"].answer(request)
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(route))
     settings = ProbeSettings(freshness=Freshness(purged_at=PURGED))
-    return Prober(client, probe_pacer(math.inf, 4), settings, wall=lambda: PURGED + 10)
+    return Prober(
+        httpx.MockTransport(route), probe_pacer(math.inf, 4), settings, wall=lambda: PURGED + 10
+    )
 
 
 async def no_wait(seconds: float) -> None:
