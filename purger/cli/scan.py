@@ -60,7 +60,7 @@ MissHeaderOpt = Annotated[
     str,
     typer.Option(
         "--miss-header",
-        help="'Header: VALUE' that says the node fetched the object for this probe (fresh).",
+        help="'Header: VALUE' that, without an Age, says the node fetched the object (fresh).",
     ),
 ]
 ProbeRateOpt = Annotated[

@@ -4,9 +4,10 @@ A probe's chain starts at the target URL and follows redirects (through the same
 to ``max_redirects``; a URL seen twice is a loop (the 2022 PyPI incident). When the chain
 ends on an expected status (``--expect``, 200 by default), the target is judged by its own
 first answer, the object the purge was about: ``fresh`` when it was fetched after the
-purge was confirmed (``Age`` says so, or the miss header says MISS), ``stale`` when it
-was fetched before; ``ok`` when there is no purge time to judge against (a scan). ETags
-are never compared: a newer write changes them without saying anything (hexpm/hexpm#1897).
+purge was confirmed (``Age`` says so, or without ``Age`` the miss header says MISS),
+``stale`` when it was fetched before; ``ok`` when there is no purge time to judge against
+(a scan). ETags are never compared: a newer write changes them without saying anything
+(hexpm/hexpm#1897).
 """
 
 from __future__ import annotations
@@ -87,25 +88,30 @@ class Verdict:
 
 
 def judge_freshness(answer: Answer, rule: Freshness) -> Verdict:
-    """``fresh``/``stale`` by the miss header or ``Age``; ``ok`` without a purge time.
+    """``fresh``/``stale`` by ``Age``, else by the miss header; ``ok`` without a purge time.
 
     The object was fetched no later than ``received_at - Age``: it is stale when even that
-    is before the purge (less :attr:`Freshness.slack`). No ``Age`` means age 0 (RFC 9111).
+    is before the purge (less :attr:`Freshness.slack`), whatever the miss header says: an
+    edge that missed may have refetched a stale copy from its shield, and the ``Age`` it
+    passes on tells. Without a usable ``Age``, the miss header decides; without either,
+    age 0 (RFC 9111).
     """
     if rule.purged_at is None:
         return Verdict(ProbeClass.OK, answer.status)
+    text = (answer.age or "").strip()
+    if text.isdigit():
+        behind = rule.purged_at - (answer.received_at - int(text))
+        if behind > rule.slack:
+            detail = f"fetched {behind:.0f} s before the purge"
+            return Verdict(ProbeClass.STALE, answer.status, detail)
+        return Verdict(ProbeClass.FRESH, answer.status, f"Age {text}")
     if answer.cache_status is not None:
         last = answer.cache_status.rsplit(",", 1)[-1].strip()
         if last.upper() == rule.miss_value.upper():
             return Verdict(ProbeClass.FRESH, answer.status, f"{rule.miss_header}: {last}")
-    text = (answer.age or "0").strip()
-    if not text.isdigit():
+    if text:
         return Verdict(ProbeClass.ERROR, answer.status, f"bad Age header {text[:20]!r}")
-    fetched = answer.received_at - int(text)
-    behind = rule.purged_at - fetched
-    if behind > rule.slack:
-        return Verdict(ProbeClass.STALE, answer.status, f"fetched {behind:.0f} s before the purge")
-    return Verdict(ProbeClass.FRESH, answer.status, f"Age {text}")
+    return Verdict(ProbeClass.FRESH, answer.status, "no Age")
 
 
 def resolve_location(current: str, location: str) -> str:

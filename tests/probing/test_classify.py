@@ -51,15 +51,22 @@ def test_bad_age_is_an_error_not_a_guess() -> None:
     assert "Age" in verdict.detail
 
 
-def test_miss_header_says_fresh_whatever_the_age() -> None:
+def test_without_age_the_miss_header_decides() -> None:
     rule = Freshness(purged_at=PURGED)
-    assert judge_freshness(at(1_010.0, "900", "MISS"), rule).cls is ProbeClass.FRESH
+    assert judge_freshness(at(1_010.0, None, "MISS"), rule).cls is ProbeClass.FRESH
     # Fastly's shield, edge: the edge (last) is the node answering.
-    assert judge_freshness(at(1_010.0, "900", "HIT, miss"), rule).cls is ProbeClass.FRESH
-    assert judge_freshness(at(1_010.0, "900", "MISS, HIT"), rule).cls is ProbeClass.STALE
-    assert judge_freshness(at(1_010.0, "900", "STALE"), rule).cls is ProbeClass.STALE
+    assert judge_freshness(at(1_010.0, None, "HIT, miss"), rule).cls is ProbeClass.FRESH
+    assert judge_freshness(at(1_010.0, "x", "MISS"), rule).cls is ProbeClass.FRESH
+    assert judge_freshness(at(1_010.0, "x", "MISS, HIT"), rule).cls is ProbeClass.ERROR
     custom = Freshness(purged_at=PURGED, miss_value="TCP_MISS")
-    assert judge_freshness(at(1_010.0, "900", "TCP_MISS"), custom).cls is ProbeClass.FRESH
+    assert judge_freshness(at(1_010.0, None, "TCP_MISS"), custom).cls is ProbeClass.FRESH
+
+
+def test_an_old_age_is_stale_even_on_a_miss() -> None:
+    """An edge that missed and refetched from a shield still holding the old object: the
+    Age the shield passed on says stale, whatever the edge's X-Cache."""
+    rule = Freshness(purged_at=PURGED)
+    assert judge_freshness(at(1_010.0, "900", "MISS"), rule).cls is ProbeClass.STALE
 
 
 def test_without_a_purge_time_an_answer_is_ok() -> None:

@@ -84,7 +84,7 @@ async def no_wait(seconds: float) -> None:
 async def test_stale_targets_are_purged_again_and_found_fresh() -> None:
     caches = {"http://a:1": Cache({"/x"}), "http://b:1": Cache({"/x", "/y"})}
     provider = Provider(list(caches.values()))
-    repurge = Repurger(provider, probe_pacer(math.inf, 4), ())
+    repurge = Repurger(provider, probe_pacer(math.inf, 4), (), wall=lambda: PURGED + 5)
     work = [(t, node) for t in targets("x", "y", "z") for node in caches]
     outcome = await verify_rounds(
         prober_on(caches), work, workers=2, repurge=repurge, rounds=3, sleep=no_wait
@@ -103,7 +103,7 @@ async def test_stale_targets_are_purged_again_and_found_fresh() -> None:
 async def test_a_node_that_ignores_purges_stays_bad_after_every_round() -> None:
     caches = {"http://good:1": Cache({"/x"}), "http://deaf:1": Cache({"/x"}, deaf=True)}
     provider = Provider(list(caches.values()))
-    repurge = Repurger(provider, probe_pacer(math.inf, 4), ())
+    repurge = Repurger(provider, probe_pacer(math.inf, 4), (), wall=lambda: PURGED + 5)
     work = [(t, node) for t in targets("x") for node in caches]
     outcome = await verify_rounds(
         prober_on(caches), work, workers=2, repurge=repurge, rounds=2, sleep=no_wait
