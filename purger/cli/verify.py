@@ -54,6 +54,7 @@ from purger.probing.verify import (
     verify_rounds,
 )
 from purger.providers import create_provider
+from purger.providers.varnish import parse_tiers
 from purger.state.sqlite import RunRecord, StateStore
 
 _AGENT = {"User-Agent": f"purger/{__version__}"}
@@ -237,11 +238,12 @@ def _no_urls() -> tuple[str, ...]:
 
 
 def _run_nodes(record: RunRecord) -> tuple[str, ...]:
-    """A Varnish run's nodes: verify looks at every one it purged."""
+    """A Varnish run's nodes, every node of every tier: verify looks at each one."""
     if record.provider != "varnish":
         return ()
-    endpoints = record.provider_options.get("endpoints") or ()
-    return tuple(str(e) for e in endpoints) if isinstance(endpoints, list | tuple) else ()
+    options = provider_options_of(record.provider_options, record.provider)
+    tiers = parse_tiers(options.tiers)
+    return options.endpoints + tuple(node for _, nodes in tiers for node in nodes)
 
 
 def _started(record: RunRecord) -> float:

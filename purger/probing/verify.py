@@ -191,6 +191,7 @@ def provider_options_of(stored: Mapping[str, object], name: str) -> ProviderOpti
     options: dict[str, Any] = {k: v for k, v in stored.items() if k in known}
     options["name"] = name
     options["endpoints"] = tuple(options.get("endpoints") or ())
+    options["tiers"] = tuple(options.get("tiers") or ())
     if options.get("edgerc"):
         options["edgerc"] = Path(str(options["edgerc"]))
     return ProviderOptions(**options)
