@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -136,3 +137,40 @@ def test_scan_finds_the_planted_loops_run_purges_only_them_verify_finds_none(
     assert rescan.returncode == 0, rescan.stdout
     assert json.loads(rescan.stdout)["by_class"] == {"ok": 2 * 2 * len(NAMES)}
     assert bad.read_text() == ""
+
+
+def soft_purged(cache: Cluster, directory: Path, prefix: str) -> tuple[Path, Path, int]:
+    """Names cached a few seconds ago, then soft-purged by key (the default): the names
+    file, the run's state, how many names."""
+    names = [f"{prefix}-{i:02d}" for i in range(20)]
+    listing = directory / f"{prefix}.txt"
+    listing.write_text("\n".join(names) + "\n")
+    send(cache.varnish, "GET", [f"/pypi/{name}/json" for name in names])
+    time.sleep(3.0)  # Age >= 3: surely before the purge, past verify's 1 s of slack
+    state = directory / f"{prefix}.sqlite"
+    ran = purger(
+        "run", str(listing), "--provider", "varnish", "--endpoint", cache.varnish.url,
+        "--key-template", "project/{name}", "--state", str(state), "--yes",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    return listing, state, len(names)
+
+
+def test_a_soft_purges_one_stale_answer_is_looked_at_again(cache: Cluster, tmp_path: Path) -> None:
+    """After xkey.softpurge the first GET is served stale while Varnish refetches: with a
+    grace, verify looks again and finds it fresh; without one it would call it stale."""
+    url = ("--url-template", f"http://{HOST}/pypi/{{name}}/json")
+    listing, state, count = soft_purged(cache, tmp_path, "soft-grace")
+    # A grace with room for the background fetch on a loaded machine.
+    graced = purger(
+        "verify", str(listing), "--state", str(state), *url, "--soft-grace", "3", "--json"
+    )
+    assert graced.returncode == 0, graced.stdout + graced.stderr
+    assert json.loads(graced.stdout)["by_class"] == {"fresh": count}
+
+    listing, state, count = soft_purged(cache, tmp_path, "soft-none")
+    blunt = purger(
+        "verify", str(listing), "--state", str(state), *url, "--soft-grace", "0", "--json"
+    )
+    assert blunt.returncode == 1
+    assert json.loads(blunt.stdout)["by_class"] == {"stale": count}
