@@ -45,6 +45,8 @@ def check_nodes(nodes: Sequence[str]) -> tuple[str, ...]:
     """``--via`` values: ``http://host:port`` each (a cache node speaks plain HTTP here)."""
     for node in nodes:
         parts = urlsplit(node)
+        if "@" in parts.netloc:  # never echo a password back
+            raise UsageError("--via: a cache node takes no user:password@ (it would be shown)")
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
             raise UsageError(f"--via {node!r}: give a cache node as http://host:port")
     return tuple(dict.fromkeys(node.rstrip("/") for node in nodes))

@@ -46,6 +46,12 @@ def test_a_node_is_http_host_port(node: str) -> None:
         check_nodes([node])
 
 
+def test_a_node_with_credentials_is_refused_without_showing_them() -> None:
+    with pytest.raises(UsageError, match="user:password") as caught:
+        check_nodes(["http://admin:s3cret@n:1"])
+    assert "s3cret" not in str(caught.value)
+
+
 def test_nodes_are_deduplicated_without_trailing_slash() -> None:
     assert check_nodes(["http://a:1/", "http://a:1", "http://b:2"]) == ("http://a:1", "http://b:2")
 
