@@ -128,7 +128,6 @@ def verify(
 
     [b]Example:[/] purger verify names.txt --state purge.sqlite --repurge --rounds 3
     """
-    out = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
         if state is None:
@@ -179,23 +178,37 @@ def verify(
             targets_of = repurger.targets_of if repurger else _own_url
             still_bad = still_bad_failures(outcome, record.shards, targets_of)
             store.record_verification(outcome.verifications(), still_bad)
-        final = outcome.final()
-        if as_json:
-            document = {
-                "checked": len(work),
-                "rounds": outcome.rounds,
-                "still_bad": len(still_bad),
-                "first_look": dict(outcome.first.by_class),
-                **final.to_json(),
-            }
-            typer.echo(json.dumps(document, indent=1))
-        else:
-            if outcome.rounds:
-                render_tally(outcome.first, "verify: first look", out)
-            render_tally(final, f"verify: {len(work)} probes, {outcome.rounds} re-purges", out)
-            for refused in repurger.refused if repurger else ():
-                err.print(f"re-purge refused: {refused}", highlight=False, markup=False)
+        _report(outcome, len(work), len(still_bad), repurger, as_json=as_json)
     raise typer.Exit(ExitCode.FAILED_TARGETS if still_bad else ExitCode.OK)
+
+
+def _report(
+    outcome: VerifyOutcome,
+    checked: int,
+    still_bad: int,
+    repurger: Repurger | None,
+    *,
+    as_json: bool,
+) -> None:
+    """Counts after the last round (and before the first re-purge), as a table or JSON."""
+    final = outcome.final()
+    if as_json:
+        document = {
+            "checked": checked,
+            "rounds": outcome.rounds,
+            "still_bad": still_bad,
+            "first_look": dict(outcome.first.by_class),
+            **final.to_json(),
+        }
+        typer.echo(json.dumps(document, indent=1))
+        return
+    out = Console()
+    if outcome.rounds:
+        render_tally(outcome.first, "verify: first look", out)
+    render_tally(final, f"verify: {checked} probes, {outcome.rounds} re-purges", out)
+    err = Console(stderr=True)
+    for refused in repurger.refused if repurger else ():
+        err.print(f"re-purge refused: {refused}", highlight=False, markup=False)
 
 
 async def _verify(
