@@ -13,6 +13,11 @@ once, each taking ``service_time`` seconds; more wait in line, so it can be made
 - ``GET /healthz``: ``ok``; never queued behind project fetches (Varnish probes it).
 - ``POST /admin/capacity?n=K`` and ``POST /admin/service-time?s=S``: change the load the origin
   takes while it runs (answered only to loopback clients).
+- ``POST /admin/canonical?form=verbatim|normalized|none`` with the verbatim spellings in the
+  body, a name a line: replays 2022 (issue 14). ``verbatim``: a project's normalized URL
+  answers ``301`` to its verbatim one; ``normalized``: a verbatim URL answers ``301`` to the
+  normalized one; ``none`` (the default): every project URL answers 200. Redirects carry the
+  project's surrogate keys and cache like any answer.
 
 Run ``python bench/origin.py --port 0`` to print ``listening on http://127.0.0.1:PORT``, or
 build an :class:`OriginServer` in-process.
@@ -108,6 +113,20 @@ class OriginServer(ThreadingHTTPServer):
         self.bucket_counts = [0] * (len(BUCKETS) + 1)
         self.duration_sum = 0.0
         self.recent: deque[tuple[float, float]] = deque(maxlen=P99_WINDOW_REQUESTS)
+        #: Which spelling of a project's URL answers 200; the other redirects to it.
+        self.canonical = "none"
+        #: Normalized name -> its verbatim spelling, for ``canonical = "verbatim"``.
+        self.spellings: dict[str, str] = {}
+
+    def redirect_for(self, name: str) -> str | None:
+        """Where a project URL spelled ``name`` redirects now, or ``None`` (it answers)."""
+        normalized = normalize(name)
+        if self.canonical == "normalized" and name != normalized:
+            return normalized
+        verbatim = self.spellings.get(normalized)
+        if self.canonical == "verbatim" and verbatim is not None and name != verbatim:
+            return verbatim
+        return None
 
     @property
     def port(self) -> int:
@@ -175,6 +194,11 @@ class OriginServer(ThreadingHTTPServer):
         return "\n".join(lines) + "\n"
 
 
+def normalize(name: str) -> str:
+    """PEP 503: runs of ``-_.`` become one ``-``, lower case."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -215,18 +239,22 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.service_time > 0:
                 time.sleep(self.server.service_time)
         seconds = time.monotonic() - started
-        fetch = self.server.observe("project", 200, project=name, seconds=seconds)
+        target = self.server.redirect_for(name)
+        key = name if self.server.canonical == "none" else normalize(name)
+        code = 200 if target is None else 301
+        fetch = self.server.observe("project", code, project=name, seconds=seconds)
+        keys = {
+            "Cache-Control": f"public, max-age={self.server.max_age}",
+            # In 2022 mode both spellings are one project; otherwise as the path says.
+            "Surrogate-Key": f"project/{key} all-json",
+            "X-Origin-Fetch": str(fetch),
+        }
+        if target is not None:
+            keys["Location"] = f"/pypi/{target}/json"  # relative, as warehouse sends them
+            self._send(301, b"", "text/plain", keys)
+            return
         body = json.dumps({"info": {"name": name}, "fetch": fetch}).encode()
-        self._send(
-            200,
-            body,
-            "application/json",
-            {
-                "Cache-Control": f"public, max-age={self.server.max_age}",
-                "Surrogate-Key": f"project/{name} all-json",
-                "X-Origin-Fetch": str(fetch),
-            },
-        )
+        self._send(200, body, "application/json", keys)
 
     def do_POST(self) -> None:
         parts = urlsplit(self.path)
@@ -242,14 +270,29 @@ class _Handler(BaseHTTPRequestHandler):
                 if not 0 <= seconds < math.inf:
                     raise ValueError(f"service time must be >= 0 and finite, not {seconds}")
                 self.server.service_time = seconds
+            elif parts.path == "/admin/canonical":
+                self._set_canonical(query.get("form", ""))
             else:
                 self._answer("other", 404, b"not found\n", "text/plain")
                 return
         except (KeyError, ValueError) as exc:
             self._answer("admin", 400, f"bad admin call: {exc!r}\n".encode(), "text/plain")
             return
-        settings = {"capacity": self.server.capacity.size, "service_time": self.server.service_time}
+        settings = {
+            "capacity": self.server.capacity.size,
+            "service_time": self.server.service_time,
+            "canonical": self.server.canonical,
+        }
         self._answer("admin", 200, json.dumps(settings).encode(), "application/json")
+
+    def _set_canonical(self, form: str) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        if form not in ("none", "verbatim", "normalized"):
+            raise ValueError(f"form must be none, verbatim or normalized, not {form!r}")
+        names = [line.strip() for line in body.splitlines() if line.strip()]
+        with self.server.lock:
+            self.server.spellings.update({normalize(name): name for name in names})
+            self.server.canonical = form
 
     def _answer(self, endpoint: str, code: int, body: bytes, content_type: str) -> None:
         self.server.observe(endpoint, code, project=None, seconds=0.0)

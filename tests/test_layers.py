@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"planning", "names", "pacing", "health", "state", "providers"},
     "observability": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
     "sim": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
+    "probing": {"engine", "planning", "names", "pacing", "health", "state", "providers"},
     "launch": {
         "sim",
         "engine",
@@ -64,6 +65,9 @@ PURE_MODULES = [
     "health.control",
     "health.exposition",
     "engine.batching",
+    "probing.classify",
+    "probing.targets",
+    "probing.tally",
 ]
 IO_FRAMEWORKS = {"httpx", "anyio", "rich", "typer", "tenacity"}
 

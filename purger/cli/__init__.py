@@ -5,9 +5,9 @@ Each command lives in its own module and registers itself on :data:`app`.
 
 from __future__ import annotations
 
-from purger.cli import config, demo, estimate, plan, probe, run, state
+from purger.cli import config, demo, estimate, plan, probe, run, scan, state, verify
 from purger.cli._app import ExitCode, app, main
 
 __all__ = ["ExitCode", "app", "main"]
 
-del config, demo, estimate, plan, probe, run, state  # imported for their commands
+del config, demo, estimate, plan, probe, run, scan, state, verify  # imported for their commands

@@ -193,6 +193,14 @@ def run(
         list[str] | None,
         typer.Option("--endpoint", help="Varnish node http://host:port (repeat for each node)."),
     ] = None,
+    tier: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tier",
+            help="Instead of --endpoint: a Varnish tier NAME=http://host:port[,...], from the"
+            " origin outwards (repeat); each batch is purged tier by tier.",
+        ),
+    ] = None,
     key_header: Annotated[
         str | None,
         typer.Option("--key-header", help="Varnish header for keys (xkey-softpurge / xkey-purge)."),
@@ -258,6 +266,7 @@ def run(
             akamai_action=akamai_action.value,
             akamai_key_type=akamai_key_type.value,
             endpoints=tuple(endpoint or ()),
+            tiers=tuple(tier or ()),
             key_header=key_header,
         )
         the_plan, name_set = _plan_and_names(

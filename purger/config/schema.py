@@ -123,6 +123,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             choices=("tag", "cpcode"), meaning="Akamai keys are tags or cpcodes"),
     Setting(key="provider.endpoints", kind="urls", flag="--endpoint",
             meaning="Varnish nodes, http://host:port each"),
+    Setting(key="provider.tiers", kind="list", flag="--tier",
+            meaning="Varnish tiers NAME=URL[,URL], origin outwards, purged in order"),
     Setting(key="provider.key_header", kind="str", flag="--key-header",
             meaning="Varnish header for keys"),
     Setting(key="pacing.max_rate", kind="float", flag="--rate", above=0, infinite=True,

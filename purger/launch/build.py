@@ -118,6 +118,9 @@ def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Templat
         if k != "token_file"
     }
     stored["endpoints"] = list(options.endpoints)
+    stored["tiers"] = list(options.tiers)
+    if not options.tiers:
+        del stored["tiers"]  # states from before tiers resume as they were
     return RunRecord(
         fingerprint=plan.fingerprint,
         provider=options.name,

@@ -137,7 +137,9 @@ def _check_provider(job: Job, env: Mapping[str, str], problems: list[Problem]) -
     if variable is not None and not env.get(variable) and "provider.token_file" not in job.values:
         message = f"{name} needs an API token: export {variable} or set provider.token_file"
         problems.append(_problem(job, "provider.token_file", message))
-    if name == "varnish" and not ({"provider.endpoints", "provider.api_base"} & set(job.values)):
+    if name == "varnish" and not (
+        {"provider.endpoints", "provider.tiers", "provider.api_base"} & set(job.values)
+    ):
         problems.append(_problem(job, "provider.endpoints", "missing: varnish needs its nodes"))
     if len(problems) == found:  # the rest, exactly as run checks it: file reads, URLs
         try:

@@ -68,6 +68,9 @@ class ProviderOptions:
     endpoints: tuple[str, ...] = ()
     #: Request header carrying keys; default ``xkey-softpurge`` (soft) or ``xkey-purge``.
     key_header: str | None = None
+    #: Instead of ``endpoints``: tiers from the origin outwards, ``name=http://a,http://b``
+    #: each; a batch is purged on every node of a tier before the next tier sees it.
+    tiers: tuple[str, ...] = ()
 
 
 ProviderFactory = Callable[[ProviderOptions, httpx.AsyncClient, Mapping[str, str]], Provider]

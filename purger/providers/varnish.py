@@ -5,6 +5,10 @@ shared/reference/varnish-bench.md: ``PURGE /`` with the keys space-separated in
 ``xkey-softpurge`` (the default) or ``xkey-purge`` (``--hard``), or ``PURGE /path`` with
 the URL's own ``Host``; the node answers ``200 Purged N`` and ``X-Purged-Count: N``. Nodes
 do not share a cache, so each gets every batch, and a batch is done only when all are.
+
+Tiers (``--tier shield=http://a:6081 --tier edge=http://b:6081,http://c:6081``), from the
+origin outwards: an edge purged before its shield refetches the shield's stale copy, so a
+batch goes to every node of a tier, and only when all of them answered to the next tier.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from purger.providers import ProviderOptions
 from purger.providers._http import retry_after_seconds
 from purger.providers.base import ProviderLimits
 
-__all__ = ["VarnishProvider", "from_options"]
+__all__ = ["VarnishProvider", "from_options", "parse_tiers"]
 
 MAX_KEYS = 256
 #: Varnish refuses request headers over http_req_hdr_len (8 KiB by default): stay well under.
@@ -56,12 +60,17 @@ class VarnishProvider:
         self,
         *,
         client: httpx.AsyncClient,
-        endpoints: Sequence[str],
+        endpoints: Sequence[str] = (),
+        tiers: Sequence[tuple[str, Sequence[str]]] = (),
         key_header: str | None = None,
         hard: bool = False,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if endpoints and tiers:
+            raise UsageError("give varnish nodes with --endpoint or with --tier, not both")
+        tiers = tiers or (("nodes", endpoints),)
+        endpoints = [node for _, nodes in tiers for node in nodes]
         if not endpoints:
             raise UsageError("varnish needs at least one --endpoint http://host:port")
         for endpoint in endpoints:
@@ -70,6 +79,9 @@ class VarnishProvider:
                 raise UsageError(f"--endpoint {endpoint!r} is not http://host:port")
         self._client = client
         self._endpoints = tuple(endpoint.rstrip("/") for endpoint in endpoints)
+        self._tiers = tuple(
+            (name, tuple(node.rstrip("/") for node in nodes)) for name, nodes in tiers
+        )
         self._header = key_header or ("xkey-purge" if hard else "xkey-softpurge")
         self._hard = hard
         self._timeout = timeout
@@ -84,7 +96,7 @@ class VarnishProvider:
         )
 
     def __repr__(self) -> str:
-        return f"VarnishProvider(endpoints={self._endpoints!r}, key_header={self._header!r})"
+        return f"VarnishProvider(tiers={self._tiers!r}, key_header={self._header!r})"
 
     @property
     def limits(self) -> ProviderLimits:
@@ -117,14 +129,15 @@ class VarnishProvider:
             else:
                 counts[endpoint] = outcome
 
-        if len(self._endpoints) == 1:
-            await one(self._endpoints[0])  # a task group's cost, per URL, is measurable
-        else:
-            async with anyio.create_task_group() as group:
-                for endpoint in self._endpoints:
-                    group.start_soon(one, endpoint)
-        if failures:
-            raise self._combine(failures)
+        for _, nodes in self._tiers:
+            if len(nodes) == 1:
+                await one(nodes[0])  # a task group's cost, per URL, is measurable
+            else:
+                async with anyio.create_task_group() as group:
+                    for endpoint in nodes:
+                        group.start_soon(one, endpoint)
+            if failures:  # outer tiers would refetch from this one: they wait for a retry
+                raise self._combine(failures)
         known = [count for count in counts.values() if count is not None]
         purged = sum(known) if len(known) == len(counts) else len(batch)
         return BatchResult(purged=purged)
@@ -203,12 +216,28 @@ def from_options(
 ) -> VarnishProvider:
     """Varnish needs ``--endpoint`` (or ``--api-base`` as the one node); no credentials."""
     del env
-    endpoints = options.endpoints or ((options.api_base,) if options.api_base else ())
+    tiers = parse_tiers(options.tiers)
+    endpoints = options.endpoints or ((options.api_base,) if options.api_base and not tiers else ())
     return VarnishProvider(
         client=client,
         endpoints=endpoints,
+        tiers=tiers,
         key_header=options.key_header,
         hard=options.hard,
         timeout=options.timeout,
         clock=clock,
     )
+
+
+def parse_tiers(specs: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``--tier NAME=URL[,URL...]`` values, in the order given (origin outwards)."""
+    tiers: list[tuple[str, tuple[str, ...]]] = []
+    for spec in specs:
+        name, equals, urls = spec.partition("=")
+        nodes = tuple(url.strip() for url in urls.split(",") if url.strip())
+        if not equals or not name.strip() or not nodes:
+            raise UsageError(f"--tier {spec!r}: write NAME=http://host:port[,http://host:port]")
+        if name.strip() in (n for n, _ in tiers):
+            raise UsageError(f"--tier {spec!r}: tier {name.strip()!r} given twice")
+        tiers.append((name.strip(), nodes))
+    return tiers

@@ -29,12 +29,14 @@ from purger.planning.plan import Shard
 
 __all__ = [
     "SCHEMA_VERSION",
+    "VERIFY_REASON",
     "Failure",
     "RatePoint",
     "RunRecord",
     "ShardProgress",
     "StateStore",
     "StateSummary",
+    "Verification",
     "status_document",
 ]
 
@@ -53,6 +55,14 @@ _HISTORY_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS rate_history (seq INTEGER PRIMARY KEY, at TEXT NOT NULL,"
     " rate REAL NOT NULL, allowed REAL, targets INTEGER NOT NULL, held TEXT NOT NULL)"
 )
+#: What ``purger verify`` saw, a row per target, node and round (made on open too).
+_VERIFY_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS verification (seq INTEGER PRIMARY KEY, at TEXT NOT NULL,"
+    " round INTEGER NOT NULL, target TEXT NOT NULL, node TEXT NOT NULL, verdict TEXT NOT NULL,"
+    " detail TEXT NOT NULL)"
+)
+#: Failures ``verify`` records start so; the next verify replaces them.
+VERIFY_REASON: Final = "verify: "
 #: Failure reasons in a status document, most frequent first.
 _SHOWN_REASONS: Final = 10
 #: ``status`` key of the run's id: made when the run starts, stable across resumes.
@@ -128,6 +138,18 @@ class RatePoint:
     targets: int
     #: Who held new calls then (``"health"``, ``"operator"``), or ``()``.
     held: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verification:
+    """One probe of ``purger verify``: a target through a node in a round (0: the first
+    look, 1...: after each re-purge), its class (``fresh``, ``stale``...) and why."""
+
+    round: int
+    target: str
+    node: str
+    verdict: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -398,6 +420,36 @@ class StateStore:
             for row in rows
         ]
 
+    def record_verification(
+        self, probes: Sequence[Verification], still_bad: Sequence[Failure]
+    ) -> None:
+        """Append ``probes``, and make ``still_bad`` the failures a verify leaves (those
+        of an earlier verify go: their targets were looked at again), all or none."""
+        with self._transaction() as db:
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            db.executemany(
+                "INSERT INTO verification (at, round, target, node, verdict, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(now, p.round, p.target, p.node, p.verdict, p.detail) for p in probes],
+            )
+            db.execute("DELETE FROM failure WHERE reason LIKE ?", (VERIFY_REASON + "%",))
+            db.executemany(
+                "INSERT INTO failure (target, kind, shard_id, reason) VALUES (?, ?, ?, ?)",
+                [(f.target, str(f.kind), f.shard_id, f.reason) for f in still_bad],
+            )
+
+    def verifications(self) -> list[Verification]:
+        """Every probe ``verify`` recorded, in order."""
+        try:
+            rows = self._db.execute(
+                "SELECT round, target, node, verdict, detail FROM verification ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a read-only view of a state from before the table
+            return []
+        return [
+            Verification(round=r, target=t, node=n, verdict=v, detail=d) for r, t, n, v, d in rows
+        ]
+
     def summary(self) -> StateSummary:
         """Shard, done-shard, target and failure counts."""
         shards, done, targets, failures = self._db.execute(
@@ -490,6 +542,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             db.execute("COMMIT")
         db.execute(_STATUS_TABLE)
         db.execute(_HISTORY_TABLE)
+        db.execute(_VERIFY_TABLE)
     except sqlite3.Error as err:
         db.close()
         raise InputError(f"cannot use as a purger state: {err}", where=str(path)) from None
