@@ -25,6 +25,7 @@ import httpx
 
 from purger.errors import UsageError
 from purger.health.exposition import VALUE, Exposition, evaluate, parse_exposition, parse_expression
+from purger.model import scrub, url_secrets
 
 __all__ = [
     "Direction",
@@ -512,8 +513,7 @@ class HealthReader:
             return "timeout"
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             text = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            password = httpx.URL(url).password
-            return (text.replace(password, "***") if password else text)[:200]
+            return scrub(text, url_secrets(url), limit=200)
 
 
 _NOT_JSON: Final = object()

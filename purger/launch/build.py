@@ -23,7 +23,7 @@ from purger.errors import PurgerError, UsageError
 from purger.health.control import ControlSettings, Decision
 from purger.health.governor import Governor
 from purger.health.signals import HealthReader, SignalSpec
-from purger.model import TargetKind
+from purger.model import TargetKind, redact_url
 from purger.names.nameset import NameSet, WeightSpec, WeightTransform
 from purger.pacing.pacer import AdaptiveLimit, Clock, Pacer, TokenBucket
 from purger.planning.estimate import Estimate, OriginModel, Pace, ShardWork, Workload, estimate
@@ -128,7 +128,10 @@ def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Templat
         for k, v in asdict(options).items()
         if k != "token_file"
     }
-    stored["endpoints"] = list(options.endpoints)
+    # A proxy's or node's user name and password are credentials: never stored.
+    stored["endpoints"] = [redact_url(e) for e in options.endpoints]
+    if options.api_base is not None:
+        stored["api_base"] = redact_url(options.api_base)
     return RunRecord(
         fingerprint=plan.fingerprint,
         provider=options.name,

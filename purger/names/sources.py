@@ -19,11 +19,11 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import IO, Final, Literal
-from urllib.parse import unquote
 
 import httpx
 
 from purger.errors import InputError, UnavailableError, UsageError
+from purger.model import redact_url, scrub, url_secrets
 from purger.names.nameset import Record
 
 __all__ = [
@@ -236,15 +236,6 @@ def _column_index(columns: list[str], wanted: str, flag: str, where: str) -> int
         ) from None
 
 
-def redact_url(url: str) -> str:
-    """``url`` without user name, password and query: safe for messages and plan files."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "<invalid URL>"
-    return str(parsed.copy_with(username=None, password=None, query=None))
-
-
 def fetch_simple_index(
     client: httpx.Client,
     url: str,
@@ -282,17 +273,7 @@ def fetch_simple_index(
 
 def _scrub(message: str, url: str) -> str:
     """``message`` without the user name and password of ``url``, should it quote them."""
-    message = message.replace(url, redact_url(url))
-    head, sep, rest = url.partition("://")
-    userinfo, at, _ = (rest if sep else head).partition("@")
-    if not at:
-        return message
-    parts = {userinfo, *userinfo.split(":", 1)}
-    secrets = parts | {unquote(part) for part in parts}  # messages may quote them decoded
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            message = message.replace(secret, "***")
-    return message
+    return scrub(message.replace(url, redact_url(url)), url_secrets(url))
 
 
 def _read_with_progress(
