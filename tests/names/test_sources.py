@@ -418,7 +418,7 @@ def test_fetch_returns_project_records_and_asks_for_pep691(httpx_mock: HTTPXMock
         got = fetch_simple_index(client, URL)
     assert got == [("Django", None, 1), ("requests", None, 2), ("zope.interface", None, 3)]
     (request,) = httpx_mock.get_requests()
-    assert request.headers["Accept"] == PEP691_JSON
+    assert request.headers["Accept"].startswith(f"{PEP691_JSON}, ")  # JSON preferred
     assert request.method == "GET"
 
 
@@ -554,7 +554,8 @@ def test_fetch_redirect_loop_is_unavailable(httpx_mock: HTTPXMock) -> None:
 @pytest.mark.parametrize(
     ("headers", "body", "message"),
     [
-        ({"Content-Type": "text/html"}, b"<html></html>", "answered text/html, not "),
+        ({"Content-Type": "text/html"}, b"<html></html>", "HTML page with no project links"),
+        ({"Content-Type": "text/plain"}, b"a\nb\n", "answered text/plain, not "),
         ({}, b"", "answered no content type"),
         ({"Content-Type": PEP691_JSON}, b"{not json", "body is not JSON"),
         ({"Content-Type": PEP691_JSON}, b"\xff\xfe\xfd", "body is not JSON"),
@@ -581,6 +582,7 @@ def test_fetch_redirect_loop_is_unavailable(httpx_mock: HTTPXMock) -> None:
     ],
     ids=[
         "html",
+        "text",
         "no-type",
         "bad-json",
         "not-utf8",
