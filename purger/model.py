@@ -112,11 +112,14 @@ def _scrub_fragments(text: str, secret: str) -> str:
     width = FRAGMENT_CHARS
     if len(secret) < width or len(text) < width:
         return text
+    # Case-blind (a server may echo a token upper-cased), where lower() keeps positions.
+    folded = text.lower() if len(text.lower()) == len(text) else text
+    secret = secret.lower()
     windows = {secret[i : i + width] for i in range(len(secret) - width + 1)}
     covered = [False] * len(text)
     found = False
     for i in range(len(text) - width + 1):
-        if text[i : i + width] in windows:
+        if folded[i : i + width] in windows:
             covered[i : i + width] = [True] * width
             found = True
     if not found:

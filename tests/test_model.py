@@ -38,6 +38,11 @@ def test_a_fragment_of_a_secret_is_scrubbed_wherever_it_is() -> None:
     assert shown == "bad key '***...' and '...***'; also ***!"
 
 
+def test_a_secret_echoed_in_another_case_is_scrubbed() -> None:
+    body = f"token {TOKEN.upper()} / {TOKEN[5:20].lower()} refused"
+    assert scrub(body, [TOKEN]) == "token *** / *** refused"
+
+
 def test_short_fragments_and_other_text_are_kept() -> None:
     text = f"HTTP 400: token {TOKEN[: FRAGMENT_CHARS - 1]} is not valid"
     assert scrub(text, [TOKEN]) == text

@@ -107,3 +107,23 @@ def test_api_base_userinfo_is_not_in_the_summary_nor_the_state(names, tmp_path, 
         "--key-template", "project/{name}", "--state", str(state), "--rate", "inf", "--resume",
     )  # fmt: skip
     assert again.exit_code == 0, again.output
+
+
+def test_config_show_masks_url_credentials_from_a_job_file(tmp_path):
+    """`purger config show` prints --api-base, --endpoint and a names URL without their
+    user name and password (a job file may hold a proxy's)."""
+    job = tmp_path / "job.toml"
+    job.write_text(
+        "[names]\n"
+        f'source = "https://reader:{PASSWORD}@pypi.example/simple/"\n'
+        "[provider]\n"
+        'name = "varnish"\n'
+        f'api_base = "http://operator:{PASSWORD}@proxy.example:3128"\n'
+        f'endpoints = ["http://node:{PASSWORD}@10.0.0.1:6081", "http://10.0.0.2:6081"]\n'
+    )
+    result = CliRunner().invoke(app, ["config", "show", str(job)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert fragments(result.output) == []
+    assert "http://***@proxy.example:3128" in result.output
+    assert "http://***@10.0.0.1:6081 http://10.0.0.2:6081" in result.output
+    assert "https://***@pypi.example/simple/" in result.output
