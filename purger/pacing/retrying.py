@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from purger.errors import RateLimitedError, TransientError
 from purger.pacing.pacer import Clock
@@ -22,6 +22,8 @@ from purger.pacing.pacer import Clock
 __all__ = ["RetryPolicy", "call_with_retries"]
 
 T = TypeVar("T")
+
+_SPENT: Final = 1e-3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +52,7 @@ async def call_with_retries(
     what is left, and a 429 that asks for longer than that ends the retries at once (calling
     before the provider's time would only be refused again).
     """
-    started = clock.now()
+    deadline = clock.now() + policy.total_seconds
     failures = 0
     while True:
         try:
@@ -59,9 +61,10 @@ async def call_with_retries(
             if not _is_retryable(error):
                 raise
             failures += 1
-            left = policy.total_seconds - (clock.now() - started)
+            left = deadline - clock.now()
             asked = error.retry_after if isinstance(error, RateLimitedError) else None
-            if failures >= policy.attempts or left <= 0 or (asked is not None and asked > left):
+            # Under a millisecond left is spent: float rounding must not make tiny waits.
+            if failures >= policy.attempts or left < _SPENT or (asked is not None and asked > left):
                 raise
             wait = min(left, _backoff(failures, policy) if asked is None else max(0.0, asked))
         await clock.sleep(wait)
