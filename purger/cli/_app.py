@@ -207,7 +207,9 @@ def control_settings(
 NamesUrlOpt = Annotated[
     str | None,
     typer.Option(
-        "--names-url", help="Read names from a PEP 691 Simple API index (JSON).", metavar="URL"
+        "--names-url",
+        help="Read names from a Simple API index (PEP 691 JSON or PEP 503 HTML).",
+        metavar="URL",
     ),
 ]
 SampleOpt = Annotated[

@@ -16,6 +16,7 @@ from purger.cli._app import ExitCode, _exit_codes, app
 from purger.config.job import Job, collect_job
 from purger.config.schema import SETTINGS, Value
 from purger.launch.preflight import check_job
+from purger.model import redact_url
 from purger.providers import TOKEN_VARIABLES
 
 config_app = typer.Typer(
@@ -73,7 +74,7 @@ def _summary(job: Job) -> list[str]:
     )
     lines = [
         f"{job.path}: valid",
-        f"  names: {names or values.get('plan.file')}",
+        f"  names: {_without_userinfo(str(names or values.get('plan.file')))}",
         f"  targets: {', '.join(templates)}",
         f"  provider: {name}{_credential(job)}",
         f"  pacing: {_shown(values.get('pacing.max_rate'), 'default')} targets/s at most, "
@@ -93,6 +94,12 @@ def _credential(job: Job) -> str:
         return ""
     token_file = job.values.get("provider.token_file")
     return f", token from {token_file}" if token_file else f", token from {variable}"
+
+
+def _without_userinfo(text: str) -> str:
+    """A URL setting as shown (``--api-base``, ``--endpoint``, a names URL): user name and
+    password masked and query dropped, since a job file may hold a proxy's credentials."""
+    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))
 
 
 def _strings(value: Value | None) -> tuple[str, ...]:
@@ -136,8 +143,10 @@ def show(
             origin = job.origins.get(setting.key)
             value = job.values.get(setting.key)
             where = {"file": "file", "env": setting.variable}.get(origin or "", "default")
-            text = defaults.get(setting.flag, "none") if value is None else _shown(value, "")
-            _print(out, f"{setting.key:<{width}}  {text}  [{where}]")
+            shown = defaults.get(setting.flag, "none") if value is None else _shown(value, "")
+            if setting.kind in ("url", "urls") or setting.key == "names.source":
+                shown = _without_userinfo(shown)
+            _print(out, f"{setting.key:<{width}}  {shown}  [{where}]")
         if job.signals:
             _print(out, f"{'signal':<{width}}  {len(job.signals)} [[signal]] tables  [file]")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
+from purger.model import redact_url
 from purger.names.nameset import Normalization, WeightTransform
 from purger.names.sources import SourceFormat
 from purger.providers import PROVIDER_NAMES
@@ -232,12 +233,12 @@ def check_value(setting: Setting, value: Value) -> str | None:
         if setting.choices and value not in setting.choices:
             return f"must be one of {', '.join(setting.choices)}, got {shown(value)}"
         if setting.kind == "url" and not _is_url(value):
-            return f"must be an http:// or https:// URL, got {shown(value)}"
+            return f"must be an http:// or https:// URL, got {shown(redact_url(value))}"
     if isinstance(value, tuple):
         if any(not item.strip() for item in value):
             return "must not hold an empty string"
         if setting.kind == "urls" and (bad := [v for v in value if not _is_url(v)]):
-            return f"must be http:// or https:// URLs, got {shown(bad[0])}"
+            return f"must be http:// or https:// URLs, got {shown(redact_url(bad[0]))}"
     return None
 
 

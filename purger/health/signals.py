@@ -25,6 +25,7 @@ import httpx
 
 from purger.errors import UsageError
 from purger.health.exposition import VALUE, Exposition, evaluate, parse_exposition, parse_expression
+from purger.model import redact_url, scrub, url_secrets
 
 __all__ = [
     "Direction",
@@ -105,7 +106,9 @@ class SignalSpec:
         except httpx.InvalidURL:
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(f"{where}: url must be http(s)://host..., got {_redact(self.url)!r}")
+            raise UsageError(
+                f"{where}: url must be http(s)://host..., got {redact_url(self.url)!r}"
+            )
         if not self.query.strip():
             raise UsageError(f"{where}: query must not be empty")
         try:
@@ -232,13 +235,6 @@ def _number(where: str, key: str, text: str) -> float:
     if not math.isfinite(value):
         raise UsageError(f"{where}: {key} must be a number, got {text!r}")
     return value
-
-
-def _redact(url: str) -> str:
-    try:
-        return str(httpx.URL(url).copy_with(username=None, password=None))
-    except httpx.InvalidURL:
-        return "<invalid URL>"
 
 
 # --- JSON documents --------------------------------------------------------------------
@@ -512,8 +508,7 @@ class HealthReader:
             return "timeout"
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             text = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            password = httpx.URL(url).password
-            return (text.replace(password, "***") if password else text)[:200]
+            return scrub(text, url_secrets(url), limit=200)
 
 
 _NOT_JSON: Final = object()

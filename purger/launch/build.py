@@ -22,7 +22,7 @@ from purger.errors import PurgerError, UsageError
 from purger.health.control import ControlSettings, Decision
 from purger.health.governor import Governor
 from purger.health.signals import HealthReader, SignalSpec
-from purger.model import TargetKind
+from purger.model import TargetKind, redact_url
 from purger.names.nameset import NameSet, WeightSpec, WeightTransform
 from purger.pacing.pacer import AdaptiveLimit, Clock, Pacer, TokenBucket
 from purger.planning.plan import Plan, fingerprint
@@ -107,6 +107,12 @@ def check_names_match(plan: Plan, name_set: NameSet, where: str) -> None:
         )
 
 
+def _redact_tier(tier: str) -> str:
+    """``shield=http://u:p@a:6081,http://b`` with each node's credentials redacted."""
+    name, _, nodes = tier.partition("=")
+    return f"{name}={','.join(redact_url(node) for node in nodes.split(','))}"
+
+
 def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Template]) -> RunRecord:
     """What the state file records about this run: no secret is in ``options``.
 
@@ -117,8 +123,11 @@ def run_record(plan: Plan, options: ProviderOptions, templates: Sequence[Templat
         for k, v in asdict(options).items()
         if k != "token_file"
     }
-    stored["endpoints"] = list(options.endpoints)
-    stored["tiers"] = list(options.tiers)
+    # A proxy's or node's user name and password are credentials: never stored.
+    stored["endpoints"] = [redact_url(e) for e in options.endpoints]
+    if options.api_base is not None:
+        stored["api_base"] = redact_url(options.api_base)
+    stored["tiers"] = [_redact_tier(tier) for tier in options.tiers]
     if not options.tiers:
         del stored["tiers"]  # states from before tiers resume as they were
     return RunRecord(

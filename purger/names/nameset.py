@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,7 @@ __all__ = [
     "WeightSpec",
     "WeightTransform",
     "build_name_set",
+    "forbidden_character",
     "normalize_name",
 ]
 
@@ -53,8 +55,21 @@ class WeightTransform(StrEnum):
 
 
 _PEP503_SEPARATORS: Final = re.compile(r"[-_.]+")
-# Keys in other spaces travel in headers and URLs: no white space, no control characters.
-_OPAQUE_KEY: Final = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
+
+def forbidden_character(text: str) -> str | None:
+    """The first control (Cc), format (Cf) or separator (Z*) character in ``text``, as
+    ``U+XXXX``, or ``None``. Keys and URLs travel in headers and request lines: white space
+    splits them, controls break them, and format characters (U+202E, U+200B) make a key
+    look like another in every log and terminal.
+    """
+    if text.isprintable() and " " not in text:  # C speed: almost every name
+        return None
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf") or category[0] == "Z":
+            return f"U+{ord(char):04X}"
+    return None  # only private-use or unassigned code points: not refused
 
 
 def normalize_name(raw: str, normalization: Normalization) -> str | None:
@@ -65,7 +80,7 @@ def normalize_name(raw: str, normalization: Normalization) -> str | None:
     name (886,323 times for PyPI) and is three times faster this way.
     """
     if normalization is Normalization.NONE:
-        return raw if _OPAQUE_KEY.fullmatch(raw) else None
+        return raw if raw and forbidden_character(raw) is None else None
     # Before lower(): some non-ASCII letters fold to ASCII (the Kelvin sign to "k").
     if not raw.isascii():
         return None
@@ -155,8 +170,10 @@ def build_name_set(
         name = normalize_name(raw, normalization)
         if name is None:
             if strict:
+                bad = forbidden_character(raw)
+                why = f": {bad} is a control, format or separator character" if bad else ""
                 raise InputError(
-                    f"{raw!r} is not a valid {normalization} name", where=where, line=line
+                    f"{raw!r} is not a valid {normalization} name{why}", where=where, line=line
                 )
             invalid += 1
             if len(examples) < _INVALID_EXAMPLES:

@@ -1,5 +1,6 @@
-"""Names sources: text and table files (plain or gzip), stdin, the bundled sample, and the
-PyPI Simple API (PEP 691 JSON). Each yields :data:`purger.names.nameset.Record` tuples.
+"""Names sources: text and table files (plain or gzip), stdin, the bundled sample, and a
+Simple API project list (PEP 691 JSON or PEP 503 HTML). Each yields
+:data:`purger.names.nameset.Record` tuples.
 
 This is the I/O edge in front of the pure ``names`` module: it owns decoding, line
 numbers and the one-line errors that point at a file and line.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,12 +19,13 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import IO, Final, Literal
-from urllib.parse import unquote
 
 import httpx
 
 from purger.errors import InputError, UnavailableError, UsageError
+from purger.model import redact_url, scrub, url_secrets
 from purger.names.nameset import Record
+from purger.names.simple_index import ACCEPT, HTML_TYPES, PEP691_JSON, html_records, json_records
 
 __all__ = [
     "MAX_LINE_CHARS",
@@ -39,7 +40,6 @@ __all__ = [
 
 #: A longer line is not a name; it is a wrong file.
 MAX_LINE_CHARS: Final = 1000
-PEP691_JSON: Final = "application/vnd.pypi.simple.v1+json"
 #: The ``where`` of the bundled sample of PyPI names (``--sample``).
 SAMPLE_NAME: Final = "<sample>"
 _SAMPLE_RESOURCE: Final = "pypi-sample.tsv.gz"
@@ -236,63 +236,48 @@ def _column_index(columns: list[str], wanted: str, flag: str, where: str) -> int
         ) from None
 
 
-def redact_url(url: str) -> str:
-    """``url`` without user name, password and query: safe for messages and plan files."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "<invalid URL>"
-    return str(parsed.copy_with(username=None, password=None, query=None))
-
-
 def fetch_simple_index(
     client: httpx.Client,
     url: str,
     *,
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> list[Record]:
-    """Download a PEP 691 project list and return one record per project.
+    """Download a Simple API project list and return one record per project.
 
-    ``on_progress(received_bytes, total_bytes_or_None)`` is called as data arrives.
-    A URL that is not http(s), a 4xx answer or a body that is not PEP 691 JSON is an
-    :class:`InputError`; a network failure, a broken transfer or a 5xx is
-    :class:`UnavailableError`. No message carries the URL's user name or password.
+    PEP 691 JSON is asked for first; a PEP 503 HTML list is read too. ``on_progress(
+    received_bytes, total_bytes_or_None)`` is called as data arrives. A URL that is not
+    http(s), a 4xx answer or a body that is neither is an :class:`InputError`; a network
+    failure, a broken transfer or a 5xx is :class:`UnavailableError`. No message carries
+    the URL's user name or password.
     """
     where = redact_url(url)
     try:
-        with client.stream("GET", url, headers={"Accept": PEP691_JSON}) as response:
+        with client.stream("GET", url, headers={"Accept": ACCEPT}) as response:
             if response.status_code >= 500:
                 raise UnavailableError(f"{where}: server answered {response.status_code}")
             if response.status_code >= 400:
                 raise InputError(f"server answered {response.status_code}", where=where)
             content_type = response.headers.get("content-type", "").split(";")[0].strip()
-            if content_type != PEP691_JSON:
+            if content_type != PEP691_JSON and content_type.lower() not in HTML_TYPES:
                 raise InputError(
                     f"answered {content_type or 'no content type'}, not {PEP691_JSON} "
-                    "(is this a PEP 691 Simple API?)",
+                    "nor HTML (is this a PEP 691 or PEP 503 Simple API?)",
                     where=where,
                 )
             body = _read_with_progress(response, on_progress)
+            charset = response.charset_encoding
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
         raise InputError(f"not a usable URL ({_scrub(str(err), url)})", where=where) from None
     except httpx.RequestError as err:  # transport, broken content encoding, redirect loop
         raise UnavailableError(f"{where}: {type(err).__name__}: {_scrub(str(err), url)}") from None
-    return _simple_index_records(body, where)
+    if content_type == PEP691_JSON:
+        return json_records(body, where)
+    return html_records(body, where, charset)
 
 
 def _scrub(message: str, url: str) -> str:
     """``message`` without the user name and password of ``url``, should it quote them."""
-    message = message.replace(url, redact_url(url))
-    head, sep, rest = url.partition("://")
-    userinfo, at, _ = (rest if sep else head).partition("@")
-    if not at:
-        return message
-    parts = {userinfo, *userinfo.split(":", 1)}
-    secrets = parts | {unquote(part) for part in parts}  # messages may quote them decoded
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            message = message.replace(secret, "***")
-    return message
+    return scrub(message.replace(url, redact_url(url)), url_secrets(url))
 
 
 def _read_with_progress(
@@ -310,26 +295,3 @@ def _read_with_progress(
             # read before streaming (a mock transport's) counts no wire bytes: count it.
             on_progress(response.num_bytes_downloaded or decoded, total)
     return b"".join(chunks)
-
-
-def _simple_index_records(body: bytes, where: str) -> list[Record]:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"body is not JSON ({err})", where=where) from None
-    if not isinstance(document, dict):
-        raise InputError("body is not a PEP 691 index (not a JSON object)", where=where)
-    meta = document.get("meta")
-    version = str(meta.get("api-version", "")) if isinstance(meta, dict) else ""
-    if not version.startswith("1."):
-        raise InputError(f"unsupported api-version {version!r} (purger reads 1.x)", where=where)
-    projects = document.get("projects")
-    if not isinstance(projects, list):
-        raise InputError("body has no 'projects' list", where=where)
-    records: list[Record] = []
-    for index, project in enumerate(projects, start=1):
-        name = project.get("name") if isinstance(project, dict) else None
-        if not isinstance(name, str):
-            raise InputError(f"project {index} has no string 'name'", where=where)
-        records.append((name.strip(), None, index))
-    return records

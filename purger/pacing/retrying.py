@@ -1,8 +1,12 @@
-"""Retries of one purge call: the only module that imports tenacity.
+"""Retries of one purge call, timed by the injected clock.
 
 Transient failures (5xx, timeouts, connection errors) back off exponentially with full
 jitter; a 429 waits what the provider asked for (``Retry-After`` or its reset header), or
-backs off the same way when it did not say. Both are bounded by attempts and by total time.
+backs off the same way when it did not say. Both are bounded by attempts and by total time,
+and total time is read from the run's :class:`~purger.pacing.pacer.Clock`, never from the
+wall: under virtual time (the simulator, tests) the budget holds in virtual seconds.
+(tenacity's ``stop_after_delay`` reads ``time.monotonic()``, which is why this is a loop of
+its own: under virtual time a 10 s budget made 50 attempts and slept 294 s.)
 """
 
 from __future__ import annotations
@@ -10,17 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from typing import Final, TypeVar
 
 from purger.errors import RateLimitedError, TransientError
 from purger.pacing.pacer import Clock
@@ -28,6 +22,8 @@ from purger.pacing.pacer import Clock
 __all__ = ["RetryPolicy", "call_with_retries"]
 
 T = TypeVar("T")
+
+_SPENT: Final = 1e-3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,56 +51,33 @@ async def call_with_retries(
 ) -> T:
     """Await ``call()`` until it succeeds, a non-retryable error is raised, or the policy
     is spent (the last error is raised). ``on_retry(error, attempt, wait)`` is told before
-    each wait: the error, the attempt that failed (from 1) and the seconds until the next."""
-    # Almost every call succeeds at once: try it before building any retry machinery,
-    # which costs about a tenth of a URL purge's CPU time.
-    started = clock.now()
-    try:
-        return await call()
-    except Exception as error:
-        if not _is_retryable(error) or policy.attempts <= 1 or policy.total_seconds <= 0:
-            raise
-        first_wait = _first_wait(error, policy)
-        if on_retry is not None:
-            on_retry(error, 1, first_wait)
-        await clock.sleep(first_wait)
-    elapsed = clock.now() - started
-    jitter = wait_random_exponential(multiplier=policy.backoff_base, max=policy.backoff_max)
+    each wait: the error, the attempt that failed (from 1) and the seconds until the next.
 
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, RateLimitedError) and error.retry_after is not None:
-            return max(0.0, min(error.retry_after, policy.total_seconds))
-        return float(jitter(state))
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts - 1)
-        | stop_after_delay(max(0.0, policy.total_seconds - elapsed)),
-        wait=wait,
-        retry=retry_if_exception(_is_retryable),
-        sleep=clock.sleep,
-        reraise=True,
-        before_sleep=None if on_retry is None else partial(_tell, on_retry),
-    )
-
-    async def attempt() -> T:
-        # tenacity awaits only coroutine functions: a lambda returning a coroutine would be
-        # taken for a plain function, and its coroutine returned unawaited, as a success.
-        return await call()
-
-    return await retrying(attempt)
+    No wait reaches past ``total_seconds`` from the first call: a backoff is shortened to
+    what is left, and a 429 that asks for longer than that ends the retries at once (calling
+    before the provider's time would only be refused again).
+    """
+    deadline = clock.now() + policy.total_seconds
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except Exception as error:
+            if not _is_retryable(error):
+                raise
+            failures += 1
+            left = deadline - clock.now()
+            asked = error.retry_after if isinstance(error, RateLimitedError) else None
+            # Under a millisecond left is spent: float rounding must not make tiny waits.
+            if failures >= policy.attempts or left < _SPENT or (asked is not None and asked > left):
+                raise
+            wait = min(left, _backoff(failures, policy) if asked is None else max(0.0, asked))
+            if on_retry is not None:
+                on_retry(error, failures, wait)
+        await clock.sleep(wait)
 
 
-def _tell(on_retry: Callable[[BaseException, int, float], None], state: RetryCallState) -> None:
-    """Pass a retry on: tenacity's attempts start after the first call, made above."""
-    error = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    if error is not None:
-        on_retry(error, state.attempt_number + 1, wait)
-
-
-def _first_wait(error: BaseException, policy: RetryPolicy) -> float:
-    """The wait after the first failure, as tenacity would compute it for attempt 1."""
-    if isinstance(error, RateLimitedError) and error.retry_after is not None:
-        return max(0.0, min(error.retry_after, policy.total_seconds))
-    return random.uniform(0, min(policy.backoff_max, policy.backoff_base))  # noqa: S311 - jitter
+def _backoff(failures: int, policy: RetryPolicy) -> float:
+    """Full jitter: uniform up to ``base * 2 ** (failures - 1)``, capped at ``backoff_max``."""
+    ceiling = min(policy.backoff_max, policy.backoff_base * 2.0 ** min(failures - 1, 64))
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret

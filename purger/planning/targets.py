@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from purger.errors import UsageError
 from purger.model import TargetKind
+from purger.names.nameset import forbidden_character
 
 __all__ = ["PLACEHOLDERS", "Template", "parse_templates", "targets_of"]
 
@@ -69,11 +70,20 @@ def _check(template: Template) -> None:
         raise UsageError(
             f"{flag} has no {{name}} or {{raw}}: every name would purge the same target"
         )
-    if template.kind is TargetKind.KEY and any(c.isspace() for c in template.text):
-        raise UsageError(f"{flag}: a key cannot contain white space (keys travel space-separated)")
+    # Names reach URLs percent-encoded and keys only once checked (names.nameset): what
+    # the template itself holds is all that could put such a character in a target.
+    if bad := forbidden_character(template.text):
+        raise UsageError(
+            f"{flag}: {bad} is a control, format or separator character (white space "
+            f"included); a {template.kind} cannot contain one"
+        )
     if template.kind is TargetKind.URL:
-        parts = urlsplit(template.text.replace("{name}", "x").replace("{raw}", "x"))
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(template.text.replace("{name}", "x").replace("{raw}", "x"))
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError as err:  # a bad IPv6 literal or port
+            raise UsageError(f"{flag}: not a usable URL ({err})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise UsageError(f"{flag}: a URL template needs http:// or https:// and a host")
 
 

@@ -1,16 +1,14 @@
-"""Small helpers every HTTP adapter needs: reading bodies, waits and safe error text."""
+"""Small helpers every HTTP adapter needs: reading bodies and waits. Error text is made
+safe by :func:`purger.model.scrub`, the one scrubbing function."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 
 import httpx
 
-from purger.model import Secret
-
-__all__ = ["json_or_none", "retry_after_seconds", "scrub"]
+__all__ = ["json_or_none", "retry_after_seconds"]
 
 
 def json_or_none(response: httpx.Response) -> object:
@@ -33,12 +31,3 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         except (TypeError, ValueError):
             return None
     return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def scrub(text: str, secrets: Iterable[Secret | str]) -> str:
-    """``text`` with every secret replaced by ``***``, should a server or proxy echo one."""
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value:
-            text = text.replace(value, "***")
-    return text

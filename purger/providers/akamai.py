@@ -19,9 +19,9 @@ from typing import ClassVar, Literal
 import httpx
 
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
-from purger.model import Batch, BatchResult, TargetKind
+from purger.model import Batch, BatchResult, TargetKind, redact_url, scrub, url_secrets
 from purger.providers import ProviderOptions
-from purger.providers._http import json_or_none, retry_after_seconds, scrub
+from purger.providers._http import json_or_none, retry_after_seconds
 from purger.providers.base import ProviderLimits, RateBucket
 from purger.providers.edgegrid import EdgeGridCredentials, authorization, eg_timestamp
 from purger.providers.edgegrid import load_credentials as load_edgegrid
@@ -67,6 +67,8 @@ class AkamaiProvider:
         self._client = client
         self._credentials = credentials
         self._api_base = (api_base or (host if "://" in host else f"https://{host}")).rstrip("/")
+        self._shown_base = redact_url(self._api_base)  # how messages show it
+        self._secrets = (*credentials.secrets(), *url_secrets(self._api_base))
         self._network = network
         self._action = action
         self._key_type = key_type
@@ -89,7 +91,7 @@ class AkamaiProvider:
 
     def __repr__(self) -> str:
         return (
-            f"AkamaiProvider(api_base={self._api_base!r}, network={self._network!r}, "
+            f"AkamaiProvider(api_base={self._shown_base!r}, network={self._network!r}, "
             f"action={self._action!r}, key_type={self._key_type!r}, "
             f"credentials={self._credentials.origin!r})"
         )
@@ -156,7 +158,10 @@ class AkamaiProvider:
         problem = answer if isinstance(answer, dict) else {}
         title = str(problem.get("title") or response.reason_phrase)
         detail = str(problem.get("detail") or "")
-        message = self._scrub(f"HTTP {status}: {title}" + (f": {detail}" if detail else ""))
+        # Scrubbed before it is cut: a cut can split an echoed secret past recognizing.
+        message = scrub(
+            f"HTTP {status}: {title}" + (f": {detail}" if detail else ""), self._secrets, limit=300
+        )
         if status == 401 or (status == 403 and not _FOREIGN_OBJECT.match(title)):
             return AuthError("akamai", status, self._credentials.origin)
         if status == 429:
@@ -177,7 +182,7 @@ class AkamaiProvider:
             )
         if status == 404 or (status < 400):
             return UsageError(
-                f"akamai: {message} from {self._api_base}: check --api-base and the host "
+                f"akamai: {message} from {self._shown_base}: check --api-base and the host "
                 f"in {self._credentials.origin}"
             )
         if status == 408 or status >= 500:
@@ -185,7 +190,7 @@ class AkamaiProvider:
         return RejectedError(message, provider="akamai", status=status)
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, self._credentials.secrets())
+        return scrub(text, self._secrets)
 
 
 def from_options(

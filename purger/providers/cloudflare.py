@@ -18,9 +18,9 @@ from urllib.parse import quote
 import httpx
 
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
-from purger.model import Batch, BatchResult, Secret, TargetKind
+from purger.model import Batch, BatchResult, Secret, TargetKind, redact_url, scrub, url_secrets
 from purger.providers import TOKEN_VARIABLES, ProviderOptions
-from purger.providers._http import json_or_none, retry_after_seconds, scrub
+from purger.providers._http import json_or_none, retry_after_seconds
 from purger.providers._token import api_token
 from purger.providers.base import ProviderLimits, RateBucket
 
@@ -66,6 +66,9 @@ class CloudflareProvider:
         self._token = token
         self._zone_id = zone_id
         self._api_base = api_base.rstrip("/")
+        self._shown_base = redact_url(self._api_base)  # how messages show it
+        # A proxy's user name and password are as secret as the token.
+        self._secrets: tuple[Secret | str, ...] = (token, *url_secrets(api_base))
         self._timeout = timeout
         self._clock = clock
         self._limits = ProviderLimits(
@@ -76,7 +79,7 @@ class CloudflareProvider:
         )
 
     def __repr__(self) -> str:
-        return f"CloudflareProvider(zone_id={self._zone_id!r}, api_base={self._api_base!r})"
+        return f"CloudflareProvider(zone_id={self._zone_id!r}, api_base={self._shown_base!r})"
 
     @property
     def limits(self) -> ProviderLimits:
@@ -123,9 +126,9 @@ class CloudflareProvider:
         code, text = _first_error(envelope)
         if status in (401, 403):
             return AuthError("cloudflare", status, CREDENTIAL_ENV)
-        detail = self._scrub(
-            f"error {code}: {text}" if code is not None else text or _snippet(response)
-        )
+        # Scrubbed before it is cut: a cut can split an echoed token past recognizing.
+        text = scrub(text, self._secrets, limit=300)
+        detail = f"error {code}: {text}" if code is not None else text or self._snippet(response)
         message = f"HTTP {status}: {detail}"
         if status == 429:
             return RateLimitedError(
@@ -142,7 +145,7 @@ class CloudflareProvider:
             )
         if status < 400 and not response.is_success:
             return UsageError(
-                f"cloudflare: unexpected HTTP {status} from {self._api_base} (--api-base)"
+                f"cloudflare: unexpected HTTP {status} from {self._shown_base} (--api-base)"
             )
         return RejectedError(message, provider="cloudflare", status=status)
 
@@ -155,7 +158,10 @@ class CloudflareProvider:
         return float(match.group(1)) if match else None
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, [self._token])
+        return scrub(text, self._secrets)
+
+    def _snippet(self, response: httpx.Response) -> str:
+        return scrub(response.text, self._secrets, limit=200).strip() or response.reason_phrase
 
 
 def _first_error(envelope: object) -> tuple[int | None, str]:
@@ -164,14 +170,8 @@ def _first_error(envelope: object) -> tuple[int | None, str]:
         errors = envelope.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             code = errors[0].get("code")
-            return (code if isinstance(code, int) else None), str(errors[0].get("message", ""))[
-                :300
-            ]
+            return (code if isinstance(code, int) else None), str(errors[0].get("message", ""))
     return None, ""
-
-
-def _snippet(response: httpx.Response) -> str:
-    return response.text[:200].strip() or response.reason_phrase
 
 
 def from_options(

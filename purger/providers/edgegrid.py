@@ -107,6 +107,11 @@ def _from_file(path: Path, section: str) -> EdgeGridCredentials:
         raise UsageError(
             f"{path}: cannot read the .edgerc file ({exc.strerror}) (--edgerc)"
         ) from exc
+    except UnicodeDecodeError as err:
+        # Where, not what: the bytes around the bad one may be a secret.
+        raise UsageError(
+            f"{path}: the .edgerc file is not UTF-8 text (byte {err.start + 1}) (--edgerc)"
+        ) from None
     except configparser.Error:
         # The parser's message may quote a line of the file, secret included: leave it out.
         raise UsageError(f"{path}: not a valid .edgerc file (--edgerc)") from None

@@ -26,9 +26,9 @@ from purger.errors import (
     TransientError,
     UsageError,
 )
-from purger.model import Batch, BatchResult, Secret, TargetKind
+from purger.model import Batch, BatchResult, Secret, TargetKind, redact_url, scrub, url_secrets
 from purger.providers import TOKEN_VARIABLES, ProviderOptions
-from purger.providers._http import json_or_none, retry_after_seconds, scrub
+from purger.providers._http import json_or_none, retry_after_seconds
 from purger.providers._token import api_token
 from purger.providers.base import ProviderLimits
 
@@ -59,6 +59,9 @@ class FastlyProvider:
         self._token = token
         self._service_id = service_id
         self._api_base = api_base.rstrip("/")
+        self._shown_base = redact_url(self._api_base)  # how messages show it
+        # A proxy's user name and password are as secret as the token.
+        self._secrets: tuple[Secret | str, ...] = (token, *url_secrets(api_base))
         self._hard = hard
         self._timeout = timeout
         self._clock = clock
@@ -73,7 +76,8 @@ class FastlyProvider:
 
     def __repr__(self) -> str:
         return (
-            f"FastlyProvider(service_id={self._service_id!r}, api_base={self._api_base!r}, "
+            f"FastlyProvider(service_id={self._service_id!r}, "
+            f"api_base={self._shown_base!r}, "
             f"soft_purge={not self._hard})"
         )
 
@@ -152,7 +156,7 @@ class FastlyProvider:
         status = response.status_code
         if status in (401, 403):
             return AuthError("fastly", status, CREDENTIAL_ENV)
-        detail = self._scrub(_detail(response))
+        detail = _detail(response, self._secrets)
         message = f"HTTP {status}: {detail}"
         if status == 429:
             return RateLimitedError(
@@ -162,7 +166,7 @@ class FastlyProvider:
             return UsageError(f"fastly: service {self._service_id!r} not found (--service-id)")
         if status < 400:
             return UsageError(
-                f"fastly: unexpected HTTP {status} from {self._api_base} (--api-base)"
+                f"fastly: unexpected HTTP {status} from {self._shown_base} (--api-base)"
             )
         if status == 408 or status >= 500:
             return TransientError(message, provider="fastly", status=status)
@@ -181,17 +185,18 @@ class FastlyProvider:
         return max(0.0, at - self._clock()) if math.isfinite(at) else None
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, [self._token])
+        return scrub(text, self._secrets)
 
 
-def _detail(response: httpx.Response) -> str:
-    """Fastly errors are ``{"msg": ..., "detail": ...}``; otherwise the start of the text."""
+def _detail(response: httpx.Response, secrets: tuple[Secret | str, ...]) -> str:
+    """Fastly errors are ``{"msg": ..., "detail": ...}``; otherwise the start of the text.
+    Scrubbed before it is cut: a cut can split an echoed token past recognizing."""
     body = json_or_none(response)
     if isinstance(body, dict):
         parts = [str(body[k]) for k in ("msg", "detail") if body.get(k)]
         if parts:
-            return ": ".join(parts)[:300]
-    return response.text[:200].strip() or response.reason_phrase
+            return scrub(": ".join(parts), secrets, limit=300)
+    return scrub(response.text, secrets, limit=200).strip() or response.reason_phrase
 
 
 def from_options(

@@ -12,11 +12,11 @@ transport, or raise :class:`httpx.UnsupportedProtocol`), no proxies, no HTTP/2, 
 bodies sent with their length. Keep-alive connections per host, one request at a time
 each (no pipelining: a node that closes mid-pipeline would leave requests in doubt), as
 many at once as callers ask for (the run's concurrency bounds them). Responses are read
-by ``Content-Length``, chunked, or to the close. A connection is reused only after a whole
-response that did not ask to close; anything else (a timeout, a cancel, an error) closes
-it. An idempotent request (a PURGE is) that finds its reused connection closed by the
-server before any answer byte is sent once more, on another connection: that is what a
-keep-alive race looks like.
+by ``Content-Length``, chunked, or to the close, past any 1xx informational heads. A
+connection is reused only after a whole response that did not ask to close; anything
+else (a timeout, a cancel, an error) closes it. An idempotent request (a PURGE is) that
+finds its reused connection closed by the server before any answer byte is sent once
+more, on another connection: that is what a keep-alive race looks like.
 """
 
 from __future__ import annotations
@@ -132,13 +132,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 async with asyncio.timeout(timeouts.get("write")):
                     await connection.writer.drain()
                 async with asyncio.timeout(timeouts.get("read")):
-                    try:
-                        raw_head = await connection.reader.readuntil(b"\r\n\r\n")
-                    except asyncio.IncompleteReadError as exc:
-                        if not exc.partial:
-                            raise _ClosedBeforeAnswer from None
-                        raise
-                    version, status, reason, headers = _parse_head(raw_head, request)
+                    version, status, reason, headers = await _final_head(connection.reader, request)
                     content, keep = await _read_body(
                         connection.reader, request, status, version, headers
                     )
@@ -174,6 +168,35 @@ def _request_head(request: httpx.Request, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+async def _final_head(
+    reader: asyncio.StreamReader, request: httpx.Request
+) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
+    """The final answer's head, past any 1xx informational heads (``100 Continue``, ``103
+    Early Hints``): taking one for the answer would shift every later answer on the
+    connection by one. ``101 Switching Protocols`` is an error: the connection then speaks
+    something else, and is closed."""
+    interim = 0  # bytes of informational heads: bounded like one head
+    while True:
+        try:
+            raw_head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial and not interim:
+                raise _ClosedBeforeAnswer from None
+            raise
+        head = _parse_head(raw_head, request)
+        status = head[1]
+        if not 100 <= status < 200:
+            return head
+        if status == 101:
+            raise httpx.RemoteProtocolError(
+                "the server switched protocols (101); a purge needs an HTTP/1.1 answer",
+                request=request,
+            )
+        interim += len(raw_head)
+        if interim > _MAX_HEAD:
+            raise asyncio.LimitOverrunError("informational heads", interim)
+
+
 def _parse_head(
     raw: bytes, request: httpx.Request
 ) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
@@ -206,7 +229,7 @@ async def _read_body(
     fields = {name.lower(): value for name, value in headers}
     connection = fields.get(b"connection", b"").lower()
     keep = connection != b"close" and (version == b"HTTP/1.1" or connection == b"keep-alive")
-    if request.method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
+    if request.method == "HEAD" or status in _NO_BODY_STATUS:
         return b"", keep
     if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
         return await _read_chunked(reader, request), keep

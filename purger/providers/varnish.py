@@ -24,7 +24,7 @@ import anyio
 import httpx
 
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
-from purger.model import Batch, BatchResult, TargetKind
+from purger.model import Batch, BatchResult, TargetKind, redact_url, scrub, url_secrets
 from purger.providers import ProviderOptions
 from purger.providers._http import retry_after_seconds
 from purger.providers.base import ProviderLimits
@@ -76,12 +76,15 @@ class VarnishProvider:
         for endpoint in endpoints:
             parts = urlsplit(endpoint)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-                raise UsageError(f"--endpoint {endpoint!r} is not http://host:port")
+                raise UsageError(f"--endpoint {redact_url(endpoint)!r} is not http://host:port")
         self._client = client
         self._endpoints = tuple(endpoint.rstrip("/") for endpoint in endpoints)
         self._tiers = tuple(
             (name, tuple(node.rstrip("/") for node in nodes)) for name, nodes in tiers
         )
+        # A node's user name and password never show: messages name nodes this way.
+        self._shown = {e: redact_url(e) for e in self._endpoints}
+        self._secrets = tuple(s for e in self._endpoints for s in url_secrets(e))
         self._header = key_header or ("xkey-purge" if hard else "xkey-softpurge")
         self._hard = hard
         self._timeout = timeout
@@ -96,7 +99,8 @@ class VarnishProvider:
         )
 
     def __repr__(self) -> str:
-        return f"VarnishProvider(tiers={self._tiers!r}, key_header={self._header!r})"
+        tiers = tuple((name, tuple(redact_url(n) for n in nodes)) for name, nodes in self._tiers)
+        return f"VarnishProvider(tiers={tiers!r}, key_header={self._header!r})"
 
     @property
     def limits(self) -> ProviderLimits:
@@ -154,7 +158,8 @@ class VarnishProvider:
             text = f"no answer within {self._timeout:g} s ({type(exc).__name__})"
             return _NodeFailure(endpoint, "transient", None, text)
         except httpx.TransportError as exc:
-            return _NodeFailure(endpoint, "transient", None, f"{type(exc).__name__}: {exc}")
+            text = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+            return _NodeFailure(endpoint, "transient", None, text)
         status = response.status_code
         if response.is_success:
             header = response.headers.get("X-Purged-Count", "").strip()
@@ -164,7 +169,7 @@ class VarnishProvider:
             return int(match.group(1)) if match else None
         if status == 404 and kind is TargetKind.URL:
             return 0  # older VCLs answer "404 Not in cache": the URL is not cached there
-        text = f"HTTP {status} {response.reason_phrase}".strip()
+        text = scrub(f"HTTP {status} {response.reason_phrase}".strip(), self._secrets, limit=200)
         if status in (401, 403, 405):
             return _NodeFailure(endpoint, "auth", status, text)
         if status == 429:
@@ -178,10 +183,10 @@ class VarnishProvider:
         """One error for the batch: the most severe node's class, every failed node named."""
         failures.sort(key=lambda f: (_SEVERITY.index(f.kind), self._endpoints.index(f.node)))
         worst = failures[0]
-        nodes = "; ".join(f"{f.node}: {f.text}" for f in failures)
+        nodes = "; ".join(f"{self._shown[f.node]}: {f.text}" for f in failures)
         message = f"{len(failures)} of {len(self._endpoints)} nodes failed: {nodes}"
         if worst.kind == "auth":
-            refused = ", ".join(f.node for f in failures if f.kind == "auth")
+            refused = ", ".join(self._shown[f.node] for f in failures if f.kind == "auth")
             return AuthError("varnish", worst.status or 403, f"the PURGE ACL of {refused}")
         if worst.kind == "rejected":
             return RejectedError(message, provider="varnish", status=worst.status)

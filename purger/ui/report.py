@@ -10,6 +10,7 @@ from rich.table import Table
 
 from purger.health.signals import Direction, Sample
 from purger.launch.forecast import Forecast
+from purger.model import redact_url
 from purger.names.nameset import NameSet
 from purger.planning.estimate import Estimate
 from purger.planning.plan import Comparison, Plan
@@ -190,13 +191,13 @@ def provider_label(options: ProviderOptions) -> str:
         "fastly": f"service {options.service_id}",
         "cloudflare": f"zone {options.zone_id}",
         "akamai": f"{options.network} network, {options.akamai_key_type}s, {options.akamai_action}",
-        "varnish": ", ".join(options.endpoints),
+        "varnish": ", ".join(redact_url(e) for e in options.endpoints),
     }
     label = options.name
     if details.get(options.name):
         label += f" {details[options.name]}"
     if options.api_base:
-        label += f" (via {options.api_base})"
+        label += f" (via {redact_url(options.api_base)})"
     return label
 
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from purger.cli import app
+from purger.names.simple_index import ACCEPT as SIMPLE_API_ACCEPT
 from purger.names.sources import PEP691_JSON
 from purger.planning.document import read_plan
 
@@ -157,11 +158,11 @@ def test_undecodable_input_names_its_line(tmp_path):
 
 
 def test_names_url_downloads_pep691(httpx_mock):
-    """--names-url reads a PEP 691 index (asked for by Accept header) and plans it."""
+    """--names-url reads a PEP 691 index (asked for first by Accept header) and plans it."""
     body = {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in ("A", "b", "C_d")]}
     httpx_mock.add_response(
         url="https://pypi.example/simple/",
-        match_headers={"Accept": PEP691_JSON},
+        match_headers={"Accept": SIMPLE_API_ACCEPT},
         json=body,
         headers={"Content-Type": PEP691_JSON},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from purger.names.nameset import (
     WeightSpec,
     WeightTransform,
     build_name_set,
+    forbidden_character,
     normalize_name,
 )
 
@@ -89,16 +91,57 @@ def test_pep503_rejects_invalid_names(raw: str) -> None:
     assert normalize_name(raw, Normalization.PEP503) is None
 
 
-@pytest.mark.parametrize("raw", ["Foo_Bar", "café", "a.b/c", "#x"])
+@pytest.mark.parametrize(
+    "raw", ["Foo_Bar", "café", "a.b/c", "#x", "日本語", "\U0001f600", "\ue000"]
+)
 def test_none_normalization_keeps_key_as_given(raw: str) -> None:
     """With normalization none, any key without white space or control characters is kept."""
     assert normalize_name(raw, Normalization.NONE) == raw
 
 
-@pytest.mark.parametrize("raw", ["", "a b", "a\tb", "a\x00b", "a\x7fb", "a\u2028b"])
-def test_none_normalization_rejects_space_and_controls(raw: str) -> None:
-    """With normalization none, empty keys and keys with white space or controls are invalid."""
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "a b",
+        "a\tb",
+        "a\x00b",
+        "a\x7fb",
+        "a\u2028b",
+        "a\u202eb",  # right-to-left override (Cf)
+        "a\u200bb",  # zero-width space (Cf)
+        "a\ufeffb",  # zero-width no-break space (Cf)
+        "a\x85b",  # C1 control (Cc)
+        "a\x9bb",  # C1 control sequence introducer (Cc)
+        "a\xa0b",  # no-break space (Zs)
+        "a\u3000b",  # ideographic space (Zs)
+        "a\u2029b",  # paragraph separator (Zp)
+    ],
+)
+def test_none_normalization_rejects_space_controls_and_format_characters(raw: str) -> None:
+    """With normalization none, empty keys and keys with any Unicode control (Cc), format
+    (Cf) or separator (Z*) character are invalid: they split, break or disguise a key."""
     assert normalize_name(raw, Normalization.NONE) is None
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_none_normalization_keeps_exactly_the_keys_without_cc_cf_or_z(raw: str) -> None:
+    """The rule, code point by code point, against unicodedata's categories."""
+    bad = any(unicodedata.category(c) in ("Cc", "Cf") or unicodedata.category(c)[0] == "Z"
+              for c in raw)  # fmt: skip
+    assert (normalize_name(raw, Normalization.NONE) is None) == bad
+    assert (forbidden_character(raw) is None) == (not bad)
+
+
+def test_strict_names_with_a_bidi_override_are_refused_naming_the_code_point() -> None:
+    """--normalize none --strict: one line naming the file, line and code point."""
+    with pytest.raises(InputError, match=r"names.txt:2: .*U\+202E is a control, format"):
+        build_name_set(
+            [("ok", None, 1), ("evil\u202etxt.exe", None, 2)],
+            where="names.txt",
+            normalization=Normalization.NONE,
+            strict=True,
+        )
 
 
 # --- merging and ordering -----------------------------------------------------------------

@@ -418,7 +418,7 @@ def test_fetch_returns_project_records_and_asks_for_pep691(httpx_mock: HTTPXMock
         got = fetch_simple_index(client, URL)
     assert got == [("Django", None, 1), ("requests", None, 2), ("zope.interface", None, 3)]
     (request,) = httpx_mock.get_requests()
-    assert request.headers["Accept"] == PEP691_JSON
+    assert request.headers["Accept"].startswith(f"{PEP691_JSON}, ")  # JSON preferred
     assert request.method == "GET"
 
 
@@ -554,7 +554,8 @@ def test_fetch_redirect_loop_is_unavailable(httpx_mock: HTTPXMock) -> None:
 @pytest.mark.parametrize(
     ("headers", "body", "message"),
     [
-        ({"Content-Type": "text/html"}, b"<html></html>", "answered text/html, not "),
+        ({"Content-Type": "text/html"}, b"<html></html>", "HTML page with no project links"),
+        ({"Content-Type": "text/plain"}, b"a\nb\n", "answered text/plain, not "),
         ({}, b"", "answered no content type"),
         ({"Content-Type": PEP691_JSON}, b"{not json", "body is not JSON"),
         ({"Content-Type": PEP691_JSON}, b"\xff\xfe\xfd", "body is not JSON"),
@@ -581,6 +582,7 @@ def test_fetch_redirect_loop_is_unavailable(httpx_mock: HTTPXMock) -> None:
     ],
     ids=[
         "html",
+        "text",
         "no-type",
         "bad-json",
         "not-utf8",
@@ -644,7 +646,7 @@ def test_fetch_error_hides_percent_encoded_password(httpx_mock: HTTPXMock) -> No
     with httpx.Client() as client, pytest.raises(UnavailableError) as caught:
         fetch_simple_index(client, "https://bob:p%40ss%3Aw0rd@pypi.example/simple/")
     assert "w0rd" not in str(caught.value)
-    assert str(caught.value).startswith(f"{URL}: ConnectError: login ")
+    assert str(caught.value).startswith("https://***@pypi.example/simple/: ConnectError: login ")
 
 
 def test_fetch_sends_url_credentials_as_basic_auth(httpx_mock: HTTPXMock) -> None:
@@ -676,14 +678,16 @@ def test_fetch_unusable_url_is_an_input_error(url: str) -> None:
     ("url", "expected"),
     [
         ("https://pypi.example/simple/", "https://pypi.example/simple/"),
-        ("https://alice:s3cr3t-pw@pypi.example/simple/", "https://pypi.example/simple/"),
+        ("https://alice:s3cr3t-pw@pypi.example/simple/", "https://***@pypi.example/simple/"),
         (
             "https://alice@pypi.example:8443/simple/?token=t0k3n",
-            "https://pypi.example:8443/simple/",
+            "https://***@pypi.example:8443/simple/",
         ),
-        ("https://[::1", "<invalid URL>"),
+        ("https://[::1", "https://[::1"),
+        ("https://alice:s3cr3t-pw@[::1/?token=t0k3n", "https://***@[::1/"),
     ],
 )
-def test_redact_url_drops_user_password_and_query(url: str, expected: str) -> None:
-    """redact_url removes user name, password and query and survives invalid URLs."""
+def test_redact_url_hides_user_password_and_query(url: str, expected: str) -> None:
+    """redact_url masks user name and password, drops the query and survives invalid
+    URLs (it is the shared helper of purger.model, re-exported here)."""
     assert redact_url(url) == expected

@@ -268,3 +268,21 @@ def test_unparseable_edgerc_does_not_quote_it(tmp_path):
     with pytest.raises(UsageError, match=r"not a valid \.edgerc") as caught:
         load_credentials({}, path, "default")
     assert "leaked-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[default]\nclient_secret = s3cr\xffet\nhost = h\n",  # a stray byte
+        "[default]\nclient_secret = sécret\n".encode("latin-1"),  # another encoding
+        b"\xff\xfe[\x00d\x00",  # UTF-16
+    ],
+)
+def test_a_non_utf8_edgerc_is_a_usage_error_naming_the_file(tmp_path, content):
+    """Not a UnicodeDecodeError traceback: one line naming the file, quoting none of it."""
+    path = tmp_path / "edgerc"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=r"edgerc: the \.edgerc file is not UTF-8") as caught:
+        load_credentials({}, path, "default")
+    assert str(caught.value).startswith(str(path))
+    assert "s3cr" not in str(caught.value)

@@ -216,3 +216,57 @@ async def test_the_varnish_adapter_counts_purges_through_it():
     assert server.heads[0].startswith(b"PURGE /pypi/foo/json HTTP/1.1\r\n")
     assert b"Host: pypi.test" in server.heads[0]
     assert b"xkey-purge: project/foo project/bar" in server.heads[1]
+
+
+def numbered() -> Answer:
+    """Each answer says which request it answers, after the informational heads a server
+    may send first (103 Early Hints, 100 Continue, both, or none), in turn."""
+    interims = [b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n"]  # fmt: skip
+    served = 0
+
+    async def answer(head: bytes, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
+        nonlocal served
+        served += 1
+        body = str(served).encode()
+        w.write(interims[served % len(interims)])
+        w.write(b"HTTP/1.1 200 Purged\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await w.drain()
+        return True
+
+    return answer
+
+
+async def test_informational_answers_are_skipped_and_answers_stay_in_step():
+    """A 1xx head is not the answer: each request gets its own final answer, on one
+    connection, however many informational heads came before it."""
+    async with serve(numbered()) as server, client() as c:
+        for expected in range(1, 9):
+            response = await c.request("PURGE", server.url + "/x")
+            assert (response.status_code, response.text) == (200, str(expected))
+    assert server.connections == 1
+
+
+async def test_switching_protocols_is_an_error_and_the_connection_is_not_reused():
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    async with serve(replying(switch)) as server, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError, match="switched protocols"):
+            await c.request("PURGE", server.url)
+        with pytest.raises(httpx.RemoteProtocolError, match="switched protocols"):
+            await c.request("PURGE", server.url)
+    assert server.connections == 2
+
+
+async def test_endless_informational_heads_are_refused():
+    """A server that never stops sending 1xx heads is an error, not a hang."""
+
+    async def endless(head: bytes, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
+        for _ in range(2000):
+            w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+        await w.drain()
+        return False
+
+    async with serve(endless) as server, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError, match="over"):
+            await c.request("PURGE", server.url)
