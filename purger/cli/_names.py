@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from purger import __version__
-from purger.cli._options import NamesOptions, PlanNames
+from purger.cli._names_options import NamesOptions, PlanNames
 from purger.errors import UsageError
 from purger.launch.build import check_names_match, weight_spec_of
 from purger.names.nameset import NameSet, Normalization, Record, build_name_set

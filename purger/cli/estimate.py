@@ -16,20 +16,13 @@ from rich.console import Console
 from purger.cli._app import MODEL_PANEL, OUTPUT_PANEL, PACE_PANEL, PROVIDER_PANEL, _exit_codes, app
 from purger.cli._job import ConfigOpt
 from purger.cli._names import plan_and_names
-from purger.cli._options import (
-    Health,
-    NamesOptions,
-    PlanNames,
-    Targets,
-    number,
-    number_value,
-    with_options,
-)
+from purger.cli._names_options import NamesOptions, PlanNames, Targets
+from purger.cli._options import number, number_value, with_options
+from purger.cli._run_options import Health, PaceOptions
 from purger.health.control import ControlSettings
 from purger.launch.build import (
     DryRunEnv,
     Forecast,
-    PaceOptions,
     forecast,
     forecast_to_json,
     simulation_to_json,

@@ -12,7 +12,8 @@ from rich.console import Console
 from purger.cli._app import NAMES_PANEL, OUTPUT_PANEL, _exit_codes, app
 from purger.cli._job import ConfigOpt
 from purger.cli._names import load_names
-from purger.cli._options import NamesOptions, number, number_value, with_options
+from purger.cli._names_options import NamesOptions
+from purger.cli._options import number, number_value, with_options
 from purger.planning.plan import compare_first_letter, make_plan, plan_to_json, write_plan
 from purger.ui.report import render_plan, render_skipped
 

@@ -11,18 +11,16 @@ from rich.console import Console
 from purger.cli._app import NAMES_PANEL, STATE_PANEL, ExitCode, _exit_codes, app
 from purger.cli._job import ConfigOpt
 from purger.cli._names import plan_and_names
-from purger.cli._options import (
+from purger.cli._names_options import NamesOptions, PlanNames, Targets
+from purger.cli._options import number, number_value, with_options
+from purger.cli._provider_options import ProviderOptions
+from purger.cli._run_options import (
     Health,
     LogFormat,
-    NamesOptions,
     Output,
-    PlanNames,
+    PaceOptions,
     Signals,
     StateOptions,
-    Targets,
-    number,
-    number_value,
-    with_options,
 )
 from purger.cli.confirm import Declined, confirm_run, is_interactive, recorded_failures
 from purger.cli.estimate import _show_forecast
@@ -30,8 +28,6 @@ from purger.cli.session import Output as SessionOutput
 from purger.cli.session import RunRequest, run_with_state
 from purger.engine.run import RunSettings
 from purger.errors import UsageError
-from purger.launch.build import PaceOptions
-from purger.providers import ProviderOptions
 
 
 @app.command()
