@@ -28,6 +28,7 @@ from purger.cli.session import Output as SessionOutput
 from purger.cli.session import RunRequest, run_with_state
 from purger.engine.run import RunSettings
 from purger.errors import UsageError
+from purger.state.sqlite import Failure
 
 
 @app.command()
@@ -101,26 +102,6 @@ def run(
         if state.retry_failed and not failures:
             err.print(f"no failed targets recorded in {path}: nothing to retry")
             raise typer.Exit(ExitCode.OK)
-        interactive = is_interactive()
-        if not output.yes:
-            try:
-                confirm_run(
-                    plan=the_plan,
-                    name_set=name_set,
-                    templates=templates,
-                    options=provider,
-                    pace=pace,
-                    workers=settings.workers,
-                    state=path,
-                    resume=state.resume,
-                    failures=failures,
-                    interactive=interactive,
-                    show=interactive or output.log_format is LogFormat.TEXT,
-                    out=out,
-                )
-            except Declined:
-                err.print("nothing sent", highlight=False)
-                raise typer.Exit(ExitCode.USAGE) from None
         request = RunRequest(
             path=path,
             resume=state.resume,
@@ -135,8 +116,42 @@ def run(
             control=health.control(pace.rate) if signals.specs else None,
             min_rate=health.min_rate,
         )
+        interactive = is_interactive()
+        if not output.yes:
+            show = interactive or output.log_format is LogFormat.TEXT
+            _confirm(request, failures, interactive=interactive, show=show, out=out, err=err)
         code = run_with_state(request, _session_output(output, interactive, out, err))
     raise typer.Exit(code)
+
+
+def _confirm(
+    request: RunRequest,
+    failures: list[Failure] | None,
+    *,
+    interactive: bool,
+    show: bool,
+    out: Console,
+    err: Console,
+) -> None:
+    """Ask before sending (or refuse without a terminal); a no sends nothing, exit 2."""
+    try:
+        confirm_run(
+            plan=request.plan,
+            name_set=request.name_set,
+            templates=request.templates,
+            options=request.options,
+            pace=request.pace,
+            workers=request.settings.workers,
+            state=request.path,
+            resume=request.resume,
+            failures=failures,
+            interactive=interactive,
+            show=show,
+            out=out,
+        )
+    except Declined:
+        err.print("nothing sent", highlight=False)
+        raise typer.Exit(ExitCode.USAGE) from None
 
 
 def _checked_state(state: StateOptions) -> Path:

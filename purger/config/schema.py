@@ -263,7 +263,7 @@ def _is_integer(text: str) -> bool:
 def check_value(setting: Setting, value: Value) -> str | None:
     """The problem with a well-typed value, if any: bounds, choices, URLs, emptiness."""
     if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and value < 0)):
-        return f"must be a number > 0, got {shown(value)}"
+        return f"must be a number{_lower_bound(setting)}, got {shown(value)}"
     if isinstance(value, float) and math.isinf(value) and not setting.infinite:
         return f"must be a finite number, got {shown(value)}"
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -286,6 +286,15 @@ def check_value(setting: Setting, value: Value) -> str | None:
         if setting.kind == "urls" and (bad := [v for v in value if not _is_url(v)]):
             return f"must be http:// or https:// URLs, got {shown(bad[0])}"
     return None
+
+
+def _lower_bound(setting: Setting) -> str:
+    """`` > 0`` or `` >= 1``: what a number below every number (NaN, -inf) misses."""
+    if setting.above is not None:
+        return f" > {setting.above:g}"
+    if setting.minimum is not None:
+        return f" >= {setting.minimum:g}"
+    return ""
 
 
 def _describe(setting: Setting) -> str:
