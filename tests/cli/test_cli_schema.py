@@ -47,6 +47,19 @@ BAD: list[tuple[str, str, str] | tuple[str, str, str, str]] = [
     ("run.drain_timeout", "nan", "must be a number >= 0, got NaN"),
     ("run.progress_interval", "0", "must be > 0, got 0"),
     ("run.progress_interval", "nan", "must be a number > 0, got NaN"),
+    # Not numbers, but checked the same way: URLs.
+    (
+        "provider.api_base",
+        "ftp://x",
+        'must be an http:// or https:// URL, got "ftp://x"',
+        '"ftp://x"',
+    ),
+    (
+        "provider.endpoints",
+        "x:6081",
+        'must be http:// or https:// URLs, got "x:6081"',
+        '["x:6081"]',
+    ),
 ]
 ROUTES = ("flag", "variable", "file")
 
