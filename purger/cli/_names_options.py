@@ -19,7 +19,7 @@ from purger.names.sources import SourceFormat
 from purger.planning.plan import PlanSettings
 from purger.planning.targets import Template, parse_templates
 
-__all__ = ["NamesOptions", "PlanNames", "Targets"]
+__all__ = ["NamesOptions", "PlanNames", "PlanOrNamesArg", "Targets"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +139,16 @@ class Targets:
         """The templates, checked; ``default_keys`` when none at all is given."""
         keys = self.key_templates or (() if self.url_templates else default_keys)
         return parse_templates(keys, self.url_templates)
+
+
+#: The first argument of ``run`` and ``estimate``.
+PlanOrNamesArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="A plan file from 'purger plan --out', or a names source planned on the fly.",
+        show_default=False,
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)

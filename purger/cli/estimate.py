@@ -16,7 +16,7 @@ from rich.console import Console
 from purger.cli._app import MODEL_PANEL, OUTPUT_PANEL, PACE_PANEL, PROVIDER_PANEL, _exit_codes, app
 from purger.cli._job import ConfigOpt
 from purger.cli._names import plan_and_names
-from purger.cli._names_options import NamesOptions, PlanNames, Targets
+from purger.cli._names_options import NamesOptions, PlanNames, PlanOrNamesArg, Targets
 from purger.cli._options import number, number_value, with_options
 from purger.cli._run_options import Health, PaceOptions
 from purger.health.control import ControlSettings
@@ -90,13 +90,7 @@ def _show_forecast(
 @app.command()
 @with_options
 def estimate(
-    plan_or_names: Annotated[
-        str | None,
-        typer.Argument(
-            help="A plan file from 'purger plan --out', or a names source planned on the fly.",
-            show_default=False,
-        ),
-    ] = None,
+    plan_or_names: PlanOrNamesArg = None,
     *,
     names: NamesOptions,
     plan_names: PlanNames,
