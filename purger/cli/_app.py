@@ -1,5 +1,5 @@
-"""The typer app, exit codes, one-line errors, and what the commands share: names
-sources, their options, plan loading.
+"""The typer app, exit codes, one-line errors (purger's own and click's), the help panels,
+and the health-signal options ``run`` and ``probe`` share.
 
 Exit codes (``../shared/DESIGN.md``): 0 done; 1 finished with failed targets; 2 usage,
 config or input error; 3 stopped early and resumable; 4 could not start.
@@ -7,50 +7,31 @@ config or input error; 3 stopped early and resumable; 4 could not start.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final, Protocol, cast
 
-import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from purger import __version__
 from purger.config.job import load_signals
 from purger.errors import PurgerError, UnavailableError, UsageError
-from purger.health.control import ControlSettings
 from purger.health.signals import SignalSpec, parse_signal
-from purger.launch.build import (
-    check_names_match,
-    weight_spec_of,
-)
-from purger.names.nameset import (
-    NameSet,
-    Normalization,
-    Record,
-    WeightSpec,
-    WeightTransform,
-    build_name_set,
-)
-from purger.names.sources import (
-    SAMPLE_NAME,
-    NamesSource,
-    SourceFormat,
-    fetch_simple_index,
-    read_records,
-    redact_url,
-)
-from purger.planning.document import read_plan
-from purger.planning.plan import Plan, PlanSettings, make_plan
-from purger.ui.report import (
-    render_skipped,
-)
 
-_NAMES_URL_TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
+# The help panels a command's options are grouped in (``purger run --help``).
+NAMES_PANEL: Final = "Names and shards"
+TARGETS_PANEL: Final = "Targets"
+PROVIDER_PANEL: Final = "Provider"
+PACE_PANEL: Final = "Pace"
+HEALTH_PANEL: Final = "Health"
+STATE_PANEL: Final = "State"
+OUTPUT_PANEL: Final = "Output"
+MODEL_PANEL: Final = "Model"
 
 
 class ExitCode(IntEnum):
@@ -61,8 +42,50 @@ class ExitCode(IntEnum):
     CANNOT_START = 4
 
 
+class _ClickError(Protocol):
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+#: click's base error, reached through typer: typer 0.29 vendors click as ``typer._click``,
+#: earlier releases depend on click itself, and ``typer.BadParameter`` derives from it in both.
+_CLICK_ERROR: Final = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
+
+
+def _print_error(message: str) -> None:
+    Console(stderr=True).print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+class _OneLineErrors(TyperGroup):
+    """click's own usage errors (a bad value, an unknown option, a missing argument) as
+    purger's: one line ``purger: error: ...`` and exit 2, instead of a boxed panel."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _click_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _click_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _click_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        # No arguments at all shows the help, which click raises as a usage error too.
+        if not isinstance(error, _CLICK_ERROR) or type(error).__name__ == "NoArgsIsHelpError":
+            raise
+        message = " ".join(cast(_ClickError, error).format_message().split())
+        _print_error(f"purger: error: {message}")
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
 app = typer.Typer(
     name="purger",
+    cls=_OneLineErrors,
     help="Rate-limited, sharded mass cache purges: plan, estimate, run.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold tokens
@@ -102,165 +125,25 @@ def _exit_codes(err: Console) -> Iterator[None]:
         raise typer.Exit(ExitCode.USAGE) from None
 
 
-def _load_names(
-    *,
-    source: str | None,
-    names_url: str | None,
-    sample: bool,
-    fmt: SourceFormat,
-    name_column: str,
-    weight: WeightSpec,
-    normalization: Normalization,
-    strict: bool,
-    err: Console,
-) -> tuple[NameSet, str]:
-    """Read and normalize names from exactly one source; return them and where they came from."""
-    given = [
-        flag
-        for flag, on in (("SOURCE", source), ("--names-url", names_url), ("--sample", sample))
-        if on
-    ]
-    if len(given) != 1:
-        raise UsageError(
-            "give exactly one names source: a file, '-' for stdin, --names-url URL or --sample"
-            + (f" (got {', '.join(given)})" if given else "")
-        )
-    if names_url is not None:
-        if weight.column is not None:
-            raise UsageError(
-                "--weight-column needs a TSV or CSV source; --names-url has names only"
-            )
-        where = redact_url(names_url)
-        records: Iterable[Record] = _download(names_url, err)
-    else:
-        names_source = (
-            NamesSource.sample(weight_column=weight.column)
-            if sample
-            else NamesSource(
-                path=source or "-", format=fmt, name_column=name_column, weight_column=weight.column
-            )
-        )
-        where = names_source.where
-        records = read_records(names_source, stdin=sys.stdin.buffer)
-    name_set = build_name_set(
-        records, where=where, normalization=normalization, weight=weight, strict=strict
-    )
-    return name_set, where
-
-
-def _download(url: str, err: Console) -> list[Record]:
-    progress = Progress(
-        TextColumn("names"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        transient=True,
-    )
-    task = progress.add_task("download", total=None)
-    headers = {"User-Agent": f"purger/{__version__}"}
-    with (
-        progress,
-        httpx.Client(timeout=_NAMES_URL_TIMEOUT, headers=headers, follow_redirects=True) as client,
-    ):
-        return fetch_simple_index(
-            client,
-            url,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-
-
-# Options shared by the commands that read names (plan, run), declared once.
-FeedbackDelayOpt = Annotated[
-    float,
-    typer.Option(
-        "--feedback-delay",
-        help="With signals: seconds from a purge to its effect on the metrics (refill + lag).",
-    ),
-]
-TickOpt = Annotated[
-    float, typer.Option("--tick", help="With signals: seconds between health readings.")
-]
-MinRateOpt = Annotated[
-    float, typer.Option("--min-rate", help="With signals: never slower than this.")
-]
-InitialRateOpt = Annotated[
-    float | None,
-    typer.Option("--initial-rate", help="With signals: start here (default: min(50, --rate))."),
-]
-
-
-def control_settings(
-    *, rate: float, initial_rate: float | None, min_rate: float, feedback_delay: float, tick: float
-) -> ControlSettings:
-    """The controller of a run with signals, from the options ``run`` and ``estimate``
-    share; ``--rate`` stays the ceiling: health only ever slows below it."""
-    return ControlSettings(
-        initial_rate=initial_rate if initial_rate is not None else min(50.0, rate),
-        min_rate=min_rate,
-        max_rate=rate,
-        feedback_delay=feedback_delay,
-        tick=tick,
-    )
-
-
-NamesUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--names-url",
-        help="Read names from a Simple API index (PEP 691 JSON or PEP 503 HTML).",
-        metavar="URL",
-    ),
-]
-SampleOpt = Annotated[
-    bool, typer.Option("--sample", help="Use the bundled sample of real PyPI names.")
-]
-FormatOpt = Annotated[
-    SourceFormat, typer.Option("--format", help="Names file layout; auto reads the suffix.")
-]
-NameColumnOpt = Annotated[
-    str, typer.Option("--name-column", help="Table column holding the names.")
-]
-WeightColumnOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--weight-column", help="Table column holding weights (default: every name weighs 1)."
-    ),
-]
-WeightTransformOpt = Annotated[
-    WeightTransform,
-    typer.Option(
-        "--weight-transform", help="zipf-rank: the column is a popularity rank; weight 1/rank."
-    ),
-]
-NormalizeOpt = Annotated[
-    Normalization,
-    typer.Option("--normalize", help="pep503 for PyPI project names, none for other key spaces."),
-]
-StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Fail on invalid names instead of skipping them.")
-]
-ShardsOpt = Annotated[
-    int | None,
-    typer.Option("--shards", help="About this many shards (default: 8 per worker).", min=1),
-]
-MaxWeightOpt = Annotated[
-    float | None,
-    typer.Option("--max-weight", help="Instead of --shards: no shard heavier than this."),
-]
-
-
+# Help text goes through rich markup (the commands' examples use [b]); literal brackets
+# such as TOML's [[signal]] are escaped, or rich would take them for tags and drop them.
 SignalOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--signal",
         help="A health signal, e.g. 'name=p99,source=scrape,url=http://origin:8000/metrics,"
         "limit=0.5,critical=2,kind=latency,query=origin_request_latency_p99_seconds' (repeat).",
+        rich_help_panel=HEALTH_PANEL,
     ),
 ]
 SignalsFileOpt = Annotated[
     Path | None,
-    typer.Option("--signals", help="TOML file of [[signal]] tables.", metavar="FILE"),
+    typer.Option(
+        "--signals",
+        help=escape("TOML file of [[signal]] tables."),
+        metavar="FILE",
+        rich_help_panel=HEALTH_PANEL,
+    ),
 ]
 
 
@@ -269,64 +152,6 @@ def _signals(texts: Sequence[str] | None, path: Path | None) -> tuple[SignalSpec
     if path is not None:
         specs += load_signals(path)
     return tuple(specs)
-
-
-def _is_plan_file(argument: str) -> bool:
-    return argument != "-" and argument.lower().endswith(".json") and Path(argument).is_file()
-
-
-def _missing(flag: str) -> str:
-    raise UsageError(f"{flag} is required")
-
-
-def _plan_and_names(
-    plan_or_names: str | None,
-    *,
-    names: str | None,
-    names_url: str | None,
-    sample: bool,
-    fmt: SourceFormat,
-    name_column: str,
-    weight: WeightSpec,
-    normalization: Normalization,
-    strict: bool,
-    settings: PlanSettings,
-    err: Console,
-) -> tuple[Plan, NameSet]:
-    """A plan file and its names (checked to be the ones it was made from), or a names
-    source planned on the fly with ``settings``."""
-    if plan_or_names is not None and _is_plan_file(plan_or_names):
-        the_plan = read_plan(Path(plan_or_names))
-        source = names or the_plan.source
-        if names_url is None and not sample and source in (None, "<stdin>"):
-            raise UsageError("this plan's names came from stdin: give them with --names FILE")
-        on_sample = sample or (names_url is None and source == SAMPLE_NAME)
-        name_set, where = _load_names(
-            source=None if on_sample or names_url else source,
-            names_url=names_url,
-            sample=on_sample,
-            fmt=fmt,
-            name_column=name_column,
-            weight=weight_spec_of(the_plan.weight),
-            normalization=Normalization(the_plan.normalization),
-            strict=strict,
-            err=err,
-        )
-        check_names_match(the_plan, name_set, where)
-        return the_plan, name_set
-    name_set, where = _load_names(
-        source=plan_or_names,
-        names_url=names_url,
-        sample=sample,
-        fmt=fmt,
-        name_column=name_column,
-        weight=weight,
-        normalization=normalization,
-        strict=strict,
-        err=err,
-    )
-    render_skipped(name_set, err)
-    return make_plan(name_set, settings, source=where), name_set
 
 
 def main() -> None:

@@ -13,30 +13,13 @@ import anyio
 import typer
 from rich.console import Console
 
-from purger.cli._app import (
-    FeedbackDelayOpt,
-    FormatOpt,
-    InitialRateOpt,
-    MaxWeightOpt,
-    MinRateOpt,
-    NameColumnOpt,
-    NamesUrlOpt,
-    NormalizeOpt,
-    SampleOpt,
-    ShardsOpt,
-    StrictOpt,
-    TickOpt,
-    WeightColumnOpt,
-    WeightTransformOpt,
-    _exit_codes,
-    _plan_and_names,
-    app,
-    control_settings,
-)
+from purger.cli._app import MODEL_PANEL, OUTPUT_PANEL, PACE_PANEL, PROVIDER_PANEL, _exit_codes, app
 from purger.cli._job import ConfigOpt
-from purger.errors import UsageError
+from purger.cli._names import plan_and_names
+from purger.cli._names_options import NamesOptions, PlanNames, PlanOrNamesArg, Targets
+from purger.cli._options import number, number_value, with_options
+from purger.cli._run_options import Health, PaceOptions
 from purger.health.control import ControlSettings
-from purger.launch.build import PaceOptions
 from purger.launch.forecast import (
     DryRunEnv,
     OriginOptions,
@@ -45,20 +28,9 @@ from purger.launch.forecast import (
     forecast_to_json,
     simulation_to_json,
 )
-from purger.names.nameset import (
-    NameSet,
-    Normalization,
-    WeightSpec,
-    WeightTransform,
-)
-from purger.names.sources import (
-    SourceFormat,
-)
-from purger.planning.plan import (
-    Plan,
-    PlanSettings,
-)
-from purger.planning.targets import Template, parse_templates
+from purger.names.nameset import NameSet
+from purger.planning.plan import Plan
+from purger.planning.targets import Template
 from purger.providers import PROVIDER_NAMES, ProviderOptions
 from purger.sim.cdn import SimConfig
 from purger.sim.purge import origin_signals, simulate_purge
@@ -112,84 +84,83 @@ def _show_forecast(
 
 
 @app.command()
+@with_options
 def estimate(
-    plan_or_names: Annotated[
-        str | None,
-        typer.Argument(
-            help="A plan file from 'purger plan --out', or a names source planned on the fly.",
-            show_default=False,
-        ),
-    ] = None,
+    plan_or_names: PlanOrNamesArg = None,
+    *,
+    names: NamesOptions,
+    plan_names: PlanNames,
+    targets: Targets,
+    pace: PaceOptions,
+    health: Health,
     provider: Annotated[
-        str, typer.Option("--provider", help=f"CDN API: {', '.join(PROVIDER_NAMES)}.")
+        str,
+        typer.Option(
+            "--provider",
+            help=f"CDN API: {', '.join(PROVIDER_NAMES)}.",
+            rich_help_panel=PROVIDER_PANEL,
+        ),
     ] = "null",
-    key_template: Annotated[
-        list[str] | None, typer.Option("--key-template", help="Surrogate key per name.")
-    ] = None,
-    url_template: Annotated[
-        list[str] | None, typer.Option("--url-template", help="URL per name.")
-    ] = None,
-    rate: Annotated[float, typer.Option("--rate", help="Targets per second at most.")] = 500.0,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="API calls in flight at most.", min=1)
-    ] = 8,
+    hard: Annotated[
+        bool,
+        typer.Option(
+            "--hard",
+            help="Hard purge: every purged object is fetched again.",
+            rich_help_panel=PROVIDER_PANEL,
+        ),
+    ] = False,
+    files_cap: Annotated[
+        str, number("provider.files_cap", "Cloudflare URLs per call.", PROVIDER_PANEL)
+    ] = "30",
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Shards at once (default: the plan's).", min=1)
+        str | None,
+        number("plan.workers", "Shards at once (default: the plan's).", PACE_PANEL),
     ] = None,
     api_latency: Annotated[
-        float | None,
-        typer.Option("--api-latency", help="Seconds per API call (default: the provider's)."),
+        str | None,
+        number(
+            "estimate.api_latency", "Seconds per API call (default: the provider's).", MODEL_PANEL
+        ),
     ] = None,
     origin_capacity: Annotated[
-        float | None,
-        typer.Option("--origin-capacity", help="Spare origin fetches/s the refill may use."),
+        str | None,
+        number(
+            "estimate.origin_capacity", "Spare origin fetches/s the refill may use.", MODEL_PANEL
+        ),
     ] = None,
-    hard: Annotated[
-        bool, typer.Option("--hard", help="Hard purge: every purged object is fetched again.")
-    ] = False,
     traffic: Annotated[
-        float | None,
-        typer.Option(
-            "--traffic",
-            help="Client requests/s for these names, shared by the weight column: a purged "
+        str | None,
+        number(
+            "estimate.traffic",
+            "Client requests/s for these names, shared by the weight column: a purged "
             "object is fetched again at its next request, so the refill trails the purge.",
+            MODEL_PANEL,
         ),
     ] = None,
     soft_cost: Annotated[
-        float,
-        typer.Option(
-            "--soft-cost", help="Origin cost of a soft-purged object, as a share of a fetch."
+        str,
+        number(
+            "estimate.soft_cost",
+            "Origin cost of a soft-purged object, as a share of a fetch (0 to 1).",
+            MODEL_PANEL,
         ),
-    ] = 0.2,
-    files_cap: Annotated[int, typer.Option("--files-cap", help="Cloudflare URLs per call.")] = 30,
+    ] = "0.2",
     simulate: Annotated[
         bool,
         typer.Option(
             "--simulate",
             help="Run the real engine and controller against a simulated CDN and origin "
             "in virtual time instead of the closed form.",
+            rich_help_panel=MODEL_PANEL,
         ),
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="With --simulate: the random seed.")] = 0,
-    feedback_delay: FeedbackDelayOpt = 60.0,
-    tick: TickOpt = 5.0,
-    min_rate: MinRateOpt = 1.0,
-    initial_rate: InitialRateOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
-    names: Annotated[
-        str | None,
-        typer.Option("--names", help="With a plan file: where its names are.", metavar="FILE"),
-    ] = None,
-    names_url: NamesUrlOpt = None,
-    sample: SampleOpt = False,
-    fmt: FormatOpt = SourceFormat.AUTO,
-    name_column: NameColumnOpt = "name",
-    weight_column: WeightColumnOpt = None,
-    weight_transform: WeightTransformOpt = WeightTransform.NONE,
-    normalize: NormalizeOpt = Normalization.PEP503,
-    strict: StrictOpt = False,
-    shards: ShardsOpt = None,
-    max_weight: MaxWeightOpt = None,
+    seed: Annotated[
+        str, number("estimate.seed", "With --simulate: the random seed.", MODEL_PANEL)
+    ] = "0",
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the estimate as JSON.", rich_help_panel=OUTPUT_PANEL),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """How long a purge will take, what bounds it, and how much it adds to the origin,
@@ -201,62 +172,75 @@ def estimate(
     out = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
+        model = _Model.of(
+            workers=workers,
+            api_latency=api_latency,
+            origin_capacity=origin_capacity,
+            traffic=traffic,
+            soft_cost=soft_cost,
+            seed=seed,
+        )
         # Keys by PyPI's template when no template at all is given; never added to URLs.
-        default_keys = () if url_template else ("project/{name}",)
-        templates = parse_templates(key_template or default_keys, url_template or ())
-        pace = PaceOptions(rate=rate, concurrency=concurrency)
+        templates = targets.templates(default_keys=("project/{name}",))
         options = ProviderOptions(
             name=provider,
             hard=hard,
-            files_cap=files_cap,
+            files_cap=number_value("provider.files_cap", files_cap),
             # Placeholders: an estimate needs each provider's limits, not its account.
             service_id="estimate",
             zone_id="estimate",
             endpoints=("http://estimate.invalid",),
         )
-        the_plan, name_set = _plan_and_names(
-            plan_or_names,
-            names=names,
-            names_url=names_url,
-            sample=sample,
-            fmt=fmt,
-            name_column=name_column,
-            weight=WeightSpec(column=weight_column, transform=weight_transform),
-            normalization=normalize,
-            strict=strict,
-            settings=PlanSettings(workers=workers or 16, shards=shards, max_weight=max_weight),
-            err=err,
+        the_plan, name_set = plan_and_names(
+            plan_or_names, names, plan_names, workers=model.workers, err=err
         )
-        if traffic is not None and not traffic > 0:
-            raise UsageError(f"--traffic must be > 0 requests/s, not {traffic:g}")
         # Only health signals hold a run to the origin's capacity: the controller they drive
         # is part of the figure (as it is of the simulation).
-        control = control_settings(
-            rate=rate,
-            initial_rate=initial_rate,
-            min_rate=min_rate,
-            feedback_delay=feedback_delay,
-            tick=tick,
-        )
-        # The refetch cost follows the purge the provider sends (soft or hard, as set).
-        origin = OriginOptions(
-            capacity=origin_capacity, soft_cost=soft_cost, traffic=traffic, control=control
-        )
+        control = health.control(pace.rate)
         if simulate:
-            simulation = _Simulation(origin_capacity, hard, seed, control)
+            simulation = _Simulation(model.origin_capacity, hard, model.seed, control)
             _show_simulation(the_plan, name_set, pace, simulation, as_json, out)
             return
+        # The refetch cost follows the purge the provider sends (soft or hard, as set).
+        origin = OriginOptions(
+            capacity=model.origin_capacity,
+            soft_cost=model.soft_cost,
+            traffic=model.traffic,
+            control=control,
+        )
         _show_forecast(
             the_plan,
             name_set,
             templates,
             options,
             pace,
-            workers=workers or the_plan.settings.workers,
-            api_latency=api_latency,
+            workers=model.workers or the_plan.settings.workers,
+            api_latency=model.api_latency,
             origin=origin,
             as_json=as_json,
             out=out,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Model:
+    """The estimate's own numbers, each checked by the schema as a flag."""
+
+    workers: int | None
+    api_latency: float | None
+    origin_capacity: float | None
+    traffic: float | None
+    soft_cost: float
+    seed: int
+
+    @classmethod
+    def of(cls, **texts: str | None) -> _Model:
+        keys = {"workers": "plan.workers"}
+        return cls(
+            **{
+                name: number_value(keys.get(name, f"estimate.{name}"), text)
+                for name, text in texts.items()
+            }
         )
 
 

@@ -9,39 +9,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from purger.cli._app import (
-    FormatOpt,
-    MaxWeightOpt,
-    NameColumnOpt,
-    NamesUrlOpt,
-    NormalizeOpt,
-    SampleOpt,
-    ShardsOpt,
-    StrictOpt,
-    WeightColumnOpt,
-    WeightTransformOpt,
-    _exit_codes,
-    _load_names,
-    app,
-)
+from purger.cli._app import NAMES_PANEL, OUTPUT_PANEL, _exit_codes, app
 from purger.cli._job import ConfigOpt
-from purger.names.nameset import (
-    Normalization,
-    WeightSpec,
-    WeightTransform,
-)
-from purger.names.sources import (
-    SourceFormat,
-)
+from purger.cli._names import load_names
+from purger.cli._names_options import NamesOptions
+from purger.cli._options import number, number_value, with_options
 from purger.planning.document import plan_to_json, write_plan
-from purger.planning.plan import PlanSettings, compare_first_letter, make_plan
-from purger.ui.report import (
-    render_plan,
-    render_skipped,
-)
+from purger.planning.plan import compare_first_letter, make_plan
+from purger.ui.report import render_plan, render_skipped
 
 
 @app.command()
+@with_options
 def plan(
     source: Annotated[
         str | None,
@@ -49,30 +28,32 @@ def plan(
             help="Names file (text, .tsv, .csv; .gz too), or '-' for stdin.", show_default=False
         ),
     ] = None,
-    names_url: NamesUrlOpt = None,
-    sample: SampleOpt = False,
-    fmt: FormatOpt = SourceFormat.AUTO,
-    name_column: NameColumnOpt = "name",
-    weight_column: WeightColumnOpt = None,
-    weight_transform: WeightTransformOpt = WeightTransform.NONE,
-    normalize: NormalizeOpt = Normalization.PEP503,
-    strict: StrictOpt = False,
-    shards: ShardsOpt = None,
-    max_weight: MaxWeightOpt = None,
+    *,
+    names: NamesOptions,
     workers: Annotated[
-        int, typer.Option("--workers", help="Workers that will take shards heaviest first.", min=1)
-    ] = 16,
+        str, number("plan.workers", "Workers that will take shards heaviest first.", NAMES_PANEL)
+    ] = "16",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the plan document as JSON.")
+        bool,
+        typer.Option(
+            "--json", help="Print the plan document as JSON.", rich_help_panel=OUTPUT_PANEL
+        ),
     ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the plan document to FILE.", metavar="FILE")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the plan document to FILE.",
+            metavar="FILE",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
     ] = None,
     first_letter: Annotated[
         bool,
         typer.Option(
             "--compare-first-letter",
             help="Also show the makespan of one shard per first character (PyPI 2022).",
+            rich_help_panel=OUTPUT_PANEL,
         ),
     ] = False,
     config: ConfigOpt = None,
@@ -85,19 +66,8 @@ def plan(
     out_console = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
-        weight = WeightSpec(column=weight_column, transform=weight_transform)
-        settings = PlanSettings(workers=workers, shards=shards, max_weight=max_weight)
-        name_set, where = _load_names(
-            source=source,
-            names_url=names_url,
-            sample=sample,
-            fmt=fmt,
-            name_column=name_column,
-            weight=weight,
-            normalization=normalize,
-            strict=strict,
-            err=err,
-        )
+        settings = names.plan_settings(number_value("plan.workers", workers))
+        name_set, where = load_names(source, names, err)
         render_skipped(name_set, err)
         the_plan = make_plan(name_set, settings, source=where)
         comparison = compare_first_letter(name_set, the_plan) if first_letter else None

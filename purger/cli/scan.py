@@ -20,21 +20,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from purger.cli._app import (
-    ExitCode,
-    FormatOpt,
-    NameColumnOpt,
-    NamesUrlOpt,
-    NormalizeOpt,
-    SampleOpt,
-    StrictOpt,
-    _exit_codes,
-    _load_names,
-    app,
-)
+from purger.cli._app import ExitCode, _exit_codes, app
+from purger.cli._names import load_names
+from purger.cli._names_options import SourceOptions
+from purger.cli._options import with_options
 from purger.errors import UsageError
-from purger.names.nameset import Normalization, WeightSpec
-from purger.names.sources import SourceFormat
 from purger.planning.targets import parse_templates
 from purger.probing.classify import Freshness
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
@@ -150,11 +140,14 @@ def write_names(path: Path, names: Sequence[str]) -> None:
 
 
 @app.command()
+@with_options
 def scan(
     source: Annotated[
         str | None,
         typer.Argument(help="Names file ('-' for stdin), or use --names-url/--sample."),
     ] = None,
+    *,
+    reading: SourceOptions,
     url_template: Annotated[
         list[str] | None,
         typer.Option("--url-template", help="URL per name to probe, e.g. with {name} or {raw}."),
@@ -179,12 +172,9 @@ def scan(
     concurrency: ProbeConcurrencyOpt = 8,
     timeout: ProbeTimeoutOpt = 10.0,
     as_json: JsonOpt = False,
-    names_url: NamesUrlOpt = None,
-    sample: SampleOpt = False,
-    fmt: FormatOpt = SourceFormat.AUTO,
-    name_column: NameColumnOpt = "name",
-    normalize: NormalizeOpt = Normalization.PEP503,
-    strict: StrictOpt = False,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Use the bundled sample of real PyPI names.")
+    ] = False,
 ) -> None:
     """Probe every target through the cache; write the names whose probes were not ok
     (redirect_loop, too_many_redirects, error, unreachable; stale with --stale-before) to
@@ -209,17 +199,7 @@ def scan(
             miss_header=miss_header,
             purged_at=None if stale_before is None else parse_time(stale_before, "--stale-before"),
         )
-        name_set, _ = _load_names(
-            source=source,
-            names_url=names_url,
-            sample=sample,
-            fmt=fmt,
-            name_column=name_column,
-            weight=WeightSpec(),
-            normalization=normalize,
-            strict=strict,
-            err=err,
-        )
+        name_set, _ = load_names(source, reading.names(sample=sample), err)
         targets = list(probe_targets(name_set.names, templates, name_set.aliases))
         work = [(t, node) for t in targets for node in (nodes or (None,))]
         started = time.monotonic()

@@ -15,17 +15,10 @@ import typer
 from rich.console import Console
 
 from purger import __version__
-from purger.cli._app import (
-    ExitCode,
-    FormatOpt,
-    NameColumnOpt,
-    NamesUrlOpt,
-    NormalizeOpt,
-    StrictOpt,
-    _exit_codes,
-    _load_names,
-    app,
-)
+from purger.cli._app import ExitCode, _exit_codes, app
+from purger.cli._names import load_names
+from purger.cli._names_options import SourceOptions
+from purger.cli._options import with_options
 from purger.cli.scan import (
     ExpectOpt,
     JsonOpt,
@@ -41,8 +34,6 @@ from purger.cli.scan import (
     render_tally,
 )
 from purger.errors import UsageError
-from purger.names.nameset import Normalization, WeightSpec
-from purger.names.sources import SourceFormat
 from purger.planning.targets import Template, parse_templates
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.targets import ProbeTarget, check_nodes, in_sample, probe_targets
@@ -61,11 +52,14 @@ _AGENT = {"User-Agent": f"purger/{__version__}"}
 
 
 @app.command()
+@with_options
 def verify(
     source: Annotated[
         str | None,
         typer.Argument(help="The run's names file ('-' for stdin), or use --names-url."),
     ] = None,
+    *,
+    reading: SourceOptions,
     state: Annotated[
         Path | None,
         typer.Option("--state", help="The run's SQLite state file.", metavar="FILE"),
@@ -116,11 +110,6 @@ def verify(
     concurrency: ProbeConcurrencyOpt = 8,
     timeout: ProbeTimeoutOpt = 10.0,
     as_json: JsonOpt = False,
-    names_url: NamesUrlOpt = None,
-    fmt: FormatOpt = SourceFormat.AUTO,
-    name_column: NameColumnOpt = "name",
-    normalize: NormalizeOpt = Normalization.PEP503,
-    strict: StrictOpt = False,
 ) -> None:
     """Probe the targets of the run in --state through the cache (every node of a Varnish
     run unless --via is given) and record each result in the state. Exit 0 when all are
@@ -153,17 +142,7 @@ def verify(
                 purged_at=since,
                 soft_grace=soft_grace,
             )
-            name_set, _ = _load_names(
-                source=source,
-                names_url=names_url,
-                sample=False,
-                fmt=fmt,
-                name_column=name_column,
-                weight=WeightSpec(),
-                normalization=normalize,
-                strict=strict,
-                err=err,
-            )
+            name_set, _ = load_names(source, reading.names(sample=False), err)
             targets = [
                 t
                 for t in probe_targets(name_set.names, templates, name_set.aliases)

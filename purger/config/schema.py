@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
+from purger.errors import UsageError
 from purger.model import redact_url
 from purger.names.nameset import Normalization, WeightTransform
 from purger.names.sources import SourceFormat
@@ -20,10 +21,13 @@ from purger.providers import PROVIDER_NAMES
 
 __all__ = [
     "ENV_PREFIX",
+    "MAX_CONCURRENCY",
+    "MODEL_SETTINGS",
     "SETTINGS",
     "Setting",
     "Value",
     "check_value",
+    "from_flag",
     "from_text",
     "from_toml",
     "setting_of",
@@ -37,6 +41,11 @@ ENV_PREFIX: Final = "PURGER_"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _SHOWN_MAX: Final = 60
+#: Calls in flight at most. Every 5 slots is an HTTP client of its own, whose TLS context
+#: takes about 60 ms to build on a loaded machine (100 clients: 6 s, measured), so 100,000
+#: meant minutes of silent start-up. 256 starts in ~3 s and, at 0.25 s a call, allows about
+#: 1,000 calls/s: more than any supported provider accepts (shared/reference/cdn-apis.md).
+MAX_CONCURRENCY: Final = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,7 +140,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="pacing.max_rate", kind="float", flag="--rate", above=0, infinite=True,
             meaning="targets per second at most (inf: the provider's limits only)"),
     Setting(key="pacing.concurrency", kind="int", flag="--concurrency", minimum=1,
-            meaning="API calls in flight at most"),
+            maximum=MAX_CONCURRENCY, meaning="API calls in flight at most"),
     Setting(key="pacing.min_rate", kind="float", flag="--min-rate", above=0,
             meaning="with signals: never slower than this"),
     Setting(key="pacing.initial_rate", kind="float", flag="--initial-rate", above=0,
@@ -153,7 +162,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
 )  # fmt: skip
 
 
-_BY_KEY: Final = {s.key: s for s in SETTINGS}
+#: ``purger estimate``'s model of the API and the origin: flags only, never in a job file
+#: or a variable (docs/config.md says why), but checked by the same rules.
+MODEL_SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting(key="estimate.api_latency", kind="float", flag="--api-latency", above=0,
+            meaning="seconds per API call"),
+    Setting(key="estimate.origin_capacity", kind="float", flag="--origin-capacity", above=0,
+            meaning="spare origin fetches/s the refill may use"),
+    Setting(key="estimate.traffic", kind="float", flag="--traffic", above=0,
+            meaning="client requests/s for these names"),
+    Setting(key="estimate.soft_cost", kind="float", flag="--soft-cost", minimum=0, maximum=1,
+            meaning="origin cost of a soft-purged object, as a share of a fetch"),
+    Setting(key="estimate.seed", kind="int", flag="--seed", minimum=0,
+            meaning="with --simulate: the random seed"),
+)  # fmt: skip
+
+_BY_KEY: Final = {s.key: s for s in (*SETTINGS, *MODEL_SETTINGS)}
 
 
 def setting_of(key: str) -> Setting:
@@ -198,7 +222,10 @@ def from_text(setting: Setting, text: str) -> tuple[Value | None, str | None]:
                 return None, f"must be an integer, got {shown(text)}"
         case "float":
             try:
-                value = float(text)
+                # An integer stays one until checked, so that a message shows "-1" as the
+                # job file's -1 is shown, not "-1.0".
+                number = float(text)
+                value = int(text, 10) if _is_integer(text) and math.isfinite(number) else number
             except ValueError:
                 return None, f"must be a number, got {shown(text)}"
         case "bool":
@@ -211,13 +238,35 @@ def from_text(setting: Setting, text: str) -> tuple[Value | None, str | None]:
             value = tuple(text.split())  # keys and URLs hold no white space
         case "str" | "url":
             value = text
-    return value, check_value(setting, value)
+    problem = check_value(setting, value)
+    if isinstance(value, int) and not isinstance(value, bool) and setting.kind == "float":
+        value = float(value)
+    return value, problem
+
+
+def from_flag(setting: Setting, text: str | None) -> Value | None:
+    """A flag's text read and checked exactly as its ``PURGER_*`` variable's text is, so
+    that both give the same message (after the flag's name instead of the variable's).
+    ``None`` (not given) stays ``None``; raises :class:`UsageError` naming the flag."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise UsageError(f"{setting.flag}: must not be empty")
+    value, problem = from_text(setting, text)
+    if problem is not None:
+        raise UsageError(f"{setting.flag}: {problem}")
+    return value
+
+
+def _is_integer(text: str) -> bool:
+    body = text.strip().removeprefix("-").removeprefix("+")
+    return body.isascii() and body.isdigit()
 
 
 def check_value(setting: Setting, value: Value) -> str | None:
     """The problem with a well-typed value, if any: bounds, choices, URLs, emptiness."""
     if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and value < 0)):
-        return f"must be a number > 0, got {shown(value)}"
+        return f"must be a number{_lower_bound(setting)}, got {shown(value)}"
     if isinstance(value, float) and math.isinf(value) and not setting.infinite:
         return f"must be a finite number, got {shown(value)}"
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -240,6 +289,15 @@ def check_value(setting: Setting, value: Value) -> str | None:
         if setting.kind == "urls" and (bad := [v for v in value if not _is_url(v)]):
             return f"must be http:// or https:// URLs, got {shown(redact_url(bad[0]))}"
     return None
+
+
+def _lower_bound(setting: Setting) -> str:
+    """`` > 0`` or `` >= 1``: what a number below every number (NaN, -inf) misses."""
+    if setting.above is not None:
+        return f" > {setting.above:g}"
+    if setting.minimum is not None:
+        return f" >= {setting.minimum:g}"
+    return ""
 
 
 def _describe(setting: Setting) -> str:

@@ -430,9 +430,9 @@ def test_job_keys_go_to_each_command_s_own_parameters(tmp_path):
     job = read_job(path, {})
     run = job_defaults(job, _params("run"))
     assert run["plan_or_names"] == tmp_path / "p.json"
-    assert run["names"] == str(tmp_path / "n.txt")
+    assert run["names_file"] == str(tmp_path / "n.txt")
     assert run["signals_file"] == path
-    assert run["state"] == tmp_path / "s"
+    assert run["state_file"] == tmp_path / "s"
     plan = job_defaults(job, _params("plan"))
     assert plan == {"out": tmp_path / "p.json", "source": str(tmp_path / "n.txt")}
     url = read_job(None, {"PURGER_NAMES_SOURCE": "https://pypi.org/simple/"})
