@@ -6,18 +6,21 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-RUN pip install --no-cache-dir build==1.2.2
-COPY pyproject.toml README.md ./
+# Every Python package comes from constraints.txt, the build backend too: the wheel is built
+# without an isolated build environment, whose packages pip would choose by itself.
+COPY constraints.txt pyproject.toml README.md ./
+RUN pip install --no-cache-dir --constraint constraints.txt build hatchling
 COPY purger ./purger
-RUN python -m build --wheel --outdir /dist
+RUN python -m build --wheel --no-isolation --outdir /dist
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 purger \
     && mkdir /state \
     && chown purger /state
+COPY constraints.txt /tmp/constraints.txt
 COPY --from=build /dist/ /tmp/dist/
-RUN pip install --no-cache-dir /tmp/dist/*.whl \
-    && rm -rf /tmp/dist
+RUN pip install --no-cache-dir --constraint /tmp/constraints.txt /tmp/dist/*.whl \
+    && rm -rf /tmp/dist /tmp/constraints.txt
 USER 10001
 WORKDIR /state
 VOLUME ["/state"]

@@ -332,12 +332,16 @@ _TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, ma
 _WORD = st.text(
     st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), min_size=1, max_size=12
 ).filter(lambda w: not any(c.isspace() for c in w))
+# from_regex draws from all of UTF-8 unless told otherwise, and Hypothesis builds that table
+# (a second or more) on first use: the patterns are ASCII, so their alphabet is too.
+_ASCII = st.characters(codec="ascii")
 _URL = st.from_regex(
-    r"https?://[a-z]{1,8}(\.[a-z]{2,4})?(:[0-9]{2,4})?(/[a-z0-9]{0,6})?", fullmatch=True
+    r"https?://[a-z]{1,8}(\.[a-z]{2,4})?(:[0-9]{2,4})?(/[a-z0-9]{0,6})?",
+    fullmatch=True,
+    alphabet=_ASCII,
 )
-_PATH = st.lists(st.from_regex(r"[a-z0-9_-]{1,8}", fullmatch=True), min_size=1, max_size=3).map(
-    lambda parts: Path("/", *parts)
-)  # fmt: skip
+_SEGMENT = st.from_regex(r"[a-z0-9_-]{1,8}", fullmatch=True, alphabet=_ASCII)
+_PATH = st.lists(_SEGMENT, min_size=1, max_size=3).map(lambda parts: Path("/", *parts))
 
 
 def _values_of(setting: Setting) -> st.SearchStrategy[Value]:
