@@ -1,6 +1,6 @@
 """The governed run beside the best safe fixed rate found in hindsight, on the simulation.
 
-    python bench/oracle.py [--only demo,steady] [--out bench/results]
+    python bench/oracle.py [--only demo,steady] [--out bench/results] [--png docs/img/oracle.png]
 
 For each scenario: a sweep of fixed-rate runs finds the fastest ``--rate`` whose true origin
 p99 (the simulated origin's own, per second) stayed under its limit in >= 95 % of seconds;
@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from purger.names.sources import NamesSource, read_records
 from purger.planning.plan import PlanSettings, make_plan
 from purger.sim.cdn import SimConfig
 from purger.sim.oracle import Limits, Verdict, best_safe_rate, judge
-from purger.sim.purge import origin_signals, simulate_purge
+from purger.sim.purge import SimulationResult, origin_signals, simulate_purge
 
 LIMITS = Limits(p99_limit=0.5, p99_critical=2.0)
 
@@ -103,10 +103,18 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+@dataclass(slots=True)
+class Runs:
+    """Every run of one scenario, by fixed rate, and the governed one."""
+
+    fixed: dict[float, SimulationResult] = field(default_factory=dict)
+    governed: SimulationResult | None = None
+
+
 def runner(
-    scenario: Scenario, names: NameSet
+    scenario: Scenario, names: NameSet, runs: Runs
 ) -> tuple[Callable[[float], Verdict], Callable[[], Verdict]]:
-    """Fixed-rate runs and the governed run of one scenario."""
+    """Fixed-rate runs and the governed run of one scenario, kept in ``runs``."""
     plan = make_plan(names, PlanSettings(workers=scenario.workers))
     signals = origin_signals(
         scenario.config, p99_limit=LIMITS.p99_limit, p99_critical=LIMITS.p99_critical
@@ -121,6 +129,7 @@ def runner(
             rate=rate,
             hard=scenario.hard,
         )
+        runs.fixed[rate] = result
         return judge(result, LIMITS)
 
     def governed() -> Verdict:
@@ -132,18 +141,24 @@ def runner(
             signals=signals,
             hard=scenario.hard,
         )
+        runs.governed = result
         return judge(result, LIMITS)
 
     return fixed, governed
 
 
-def measure(name: str, scenario: Scenario) -> dict[str, Any]:
+def measure(
+    name: str, scenario: Scenario
+) -> tuple[dict[str, Any], SimulationResult, SimulationResult]:
+    """The row of one scenario, the best safe fixed-rate run and the governed run."""
     started = time.perf_counter()
-    fixed, governed = runner(scenario, scenario.names())
+    runs = Runs()
+    fixed, governed = runner(scenario, scenario.names(), runs)
     sweep = best_safe_rate(fixed, start=scenario.start)
     run = governed()
+    assert runs.governed is not None  # noqa: S101 - governed() just set it
     ratio = run.seconds / sweep.verdict.seconds
-    return {
+    row = {
         "scenario": name,
         "what": scenario.what,
         "best_safe_rate": round(sweep.rate, 1),
@@ -161,6 +176,55 @@ def measure(name: str, scenario: Scenario) -> dict[str, Any]:
         "tried": [(round(r, 1), round(v.under_share, 3)) for r, v in sweep.tried],
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    return row, runs.fixed[sweep.rate], runs.governed
+
+
+def _purged_per_second(result: SimulationResult) -> tuple[list[float], list[float]]:
+    """Batches land whole in one step: a 10 s moving mean shows the purge rate."""
+    history = result.history
+    counts = [s.purged_targets for s in history]
+    smooth = [
+        sum(counts[max(0, i - 9) : i + 1]) / len(counts[max(0, i - 9) : i + 1])
+        for i in range(len(counts))
+    ]
+    return [s.time for s in history], smooth
+
+
+def plot(pictures: dict[str, tuple[SimulationResult, SimulationResult]], path: Path) -> None:
+    """Per scenario: purged/s and the true origin p99, best safe fixed rate vs governed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(
+        2, len(pictures), figsize=(5.5 * len(pictures), 6), sharex="col", squeeze=False
+    )
+    for column, (name, (best, governed)) in enumerate(pictures.items()):
+        rate_ax, p99_ax = axes[0][column], axes[1][column]
+        for label, result, style in (
+            ("best safe fixed rate", best, "--"),
+            ("governed", governed, "-"),
+        ):
+            times, purged = _purged_per_second(result)
+            rate_ax.plot(times, purged, style, label=label)
+            p99_ax.plot(
+                [s.time for s in result.history],
+                [s.p99 for s in result.history],
+                style,
+                label=label,
+            )
+        rate_ax.set_title(name)
+        rate_ax.set_ylabel("purged/s (10 s mean)")
+        rate_ax.legend(loc="upper right")
+        p99_ax.axhline(LIMITS.p99_limit, color="orange", linestyle=":", label="limit")
+        p99_ax.axhline(LIMITS.p99_critical, color="red", linestyle=":", label="critical")
+        p99_ax.set_yscale("log")
+        p99_ax.set_ylabel("true origin p99 (s)")
+        p99_ax.set_xlabel("virtual time (s)")
+        p99_ax.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -185,16 +249,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated scenario names")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--png", type=Path, help="draw the runs here (needs matplotlib)")
     args = parser.parse_args()
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
-    rows = []
+    rows, pictures = [], {}
     for name in chosen:
-        row = measure(name, SCENARIOS[name])
+        row, best, governed = measure(name, SCENARIOS[name])
         print(json.dumps(row), flush=True)
         rows.append(row)
+        pictures[name] = (best, governed)
     print(table(rows))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "oracle.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if args.png is not None:
+        plot(pictures, args.png)
+        print(f"wrote {args.png}")
 
 
 if __name__ == "__main__":
