@@ -16,7 +16,6 @@ from purger.cli._app import (
 )
 from purger.cli.logs import snapshot_line
 from purger.engine.monitor import Snapshot
-from purger.health.control import ControlSettings
 from purger.names.nameset import (
     WeightSpec,
     WeightTransform,
@@ -31,7 +30,8 @@ from purger.planning.plan import (
     PlanSettings,
     make_plan,
 )
-from purger.sim.cdn import SimConfig
+from purger.sim import demo as demo_world
+from purger.sim.oracle import judge
 from purger.sim.purge import origin_signals, simulate_purge
 from purger.ui.live_view import live_view
 from purger.ui.report import format_duration
@@ -61,9 +61,7 @@ def demo(
             weight=spec,
         )
         the_plan = make_plan(name_set, PlanSettings(workers=16), source=SAMPLE_NAME)
-        # Half-way (about 300 virtual seconds in), the origin loses 40 % of its capacity.
-        config = SimConfig(seed=seed, request_rate=20_000.0, capacity_changes=((300.0, 600.0),))
-        control = ControlSettings(initial_rate=100, feedback_delay=30, tick=5)
+        config, control = demo_world.config(seed), demo_world.CONTROL
         title = (
             f"purger demo: {the_plan.total_count:,} PyPI names in {len(the_plan.shards)} shards, "
             "16 workers, hard purge through a simulated CDN; the origin slows down at t = 300 s"
@@ -75,22 +73,37 @@ def demo(
                 name_set=name_set,
                 config=config,
                 control=control,
-                signals=origin_signals(config, p99_limit=0.5, p99_critical=2.0),
-                concurrency=8,
+                signals=origin_signals(
+                    config,
+                    p99_limit=demo_world.LIMITS.p99_limit,
+                    p99_critical=demo_world.LIMITS.p99_critical,
+                ),
+                concurrency=demo_world.CONCURRENCY,
                 hard=True,  # every purged object is fetched again: the origin feels it
                 observer=show,
                 speed=speed or None,
             )
         if out.is_terminal:
             out.line()
-        history = result.history
-        over = sum(step.p99 > 0.5 for step in history) / max(1, len(history))
+        verdict = judge(result, demo_world.LIMITS)
+        elapsed = result.outcome.statistics.elapsed
         pauses = sum(1 for _, d in result.decisions if d.action == "pause")
         out.print(
             f"done: {result.outcome.statistics.targets:,} targets purged in "
-            f"{format_duration(result.outcome.statistics.elapsed)} (virtual), "
-            f"{len(result.decisions)} controller decisions, {pauses} pause(s); origin p99 over "
-            f"its 0.5 s limit in {over:.1%} of seconds, peak {max(s.p99 for s in history):.2f} s",
+            f"{format_duration(elapsed)} (virtual), {len(result.decisions)} controller "
+            f"decisions, {pauses} pause(s); origin p99 over its 0.5 s limit in "
+            f"{1 - verdict.under_share:.1%} of seconds, over its 2 s critical limit for "
+            f"{verdict.longest_over_critical:.0f} s at most",
+            highlight=False,
+            soft_wrap=True,
+        )
+        best = demo_world.best_safe_pace(
+            the_plan, name_set, seed, start=the_plan.total_count / elapsed
+        )
+        out.print(
+            f"best safe pace, found in hindsight by {len(best.tried)} fixed-rate runs: "
+            f"{best.rate:,.0f} targets/s, {format_duration(best.verdict.seconds)}; "
+            f"this run took {elapsed / best.verdict.seconds:.2f}x as long",
             highlight=False,
             soft_wrap=True,
         )

@@ -46,6 +46,7 @@ __all__ = [
     "decide",
     "initial_state",
     "phase",
+    "predicted",
 ]
 
 
@@ -69,7 +70,7 @@ class ControlSettings:
     tick: float = 5.0
     cut: float = 0.7
     error_cut: float = 0.5
-    headroom: float = 0.8
+    headroom: float = 0.7
     raise_after: int = 3
     #: After a cut, stay just under the rate that hurt: this fraction of it.
     ceiling_margin: float = 0.9
@@ -83,6 +84,8 @@ class ControlSettings:
     resume_after: float = 30.0
     #: Raise only when the run achieved at least this share of the allowed rate.
     used_share: float = 0.5
+    #: The share of a raised rate the run must reach before its feedback delay counts.
+    reach_share: float = 0.9
 
     def __post_init__(self) -> None:
         checks = [
@@ -141,6 +144,12 @@ class ControlState:
     idle_ticks: int = 0
     unknown_since: float | None = None
     healthy_since: float | None = None
+    #: When the run first sent at ``reach_share`` of the rate since the last raise: the
+    #: feedback delay a raise waits counts from there (a raised rate takes a while to be
+    #: reached, and its refill only starts then).
+    reached: float | None = None
+    #: (time, pressure) of the fresh readings over the last feedback delay: the trend.
+    recent: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +206,10 @@ def decide(state: ControlState, observation: Observation, settings: ControlSetti
         (state.unknown_since if state.unknown_since is not None else now) if unknown else None
     )
     state = replace(state, unknown_since=unknown_since)
+    if pressure is not None and not unknown:
+        state = replace(state, recent=_remember(state.recent, now, pressure, settings))
+    if state.reached is None and observation.achieved_rate >= settings.reach_share * state.rate:
+        state = replace(state, reached=now)
 
     critical = [r for r in fresh if r.critical_pressure is not None and r.critical_pressure >= 1]
     if critical:
@@ -210,8 +223,10 @@ def decide(state: ControlState, observation: Observation, settings: ControlSetti
     if state.paused:
         return _while_paused(state, now, pressure, unknown, settings)
 
-    if pressure is not None and pressure >= 1:
-        return _cut(state, now, worst, settings)
+    ahead = predicted(state.recent, now, pressure, settings) if pressure is not None else None
+    if pressure is not None and pressure >= 1 and worst is not None and ahead is not None:
+        # As deep as the excess a delay ahead: the refill already under way still lands.
+        return _cut(state, now, replace(worst, pressure=ahead), settings)
 
     if unknown:
         names = ", ".join(r.name for r in unknown)
@@ -223,12 +238,44 @@ def decide(state: ControlState, observation: Observation, settings: ControlSetti
     if pressure is None:  # no signals at all: nothing to react to
         return Decision(state=state, action=Action.HOLD, reason="no health signals", pressure=None)
 
-    if pressure > settings.headroom:
+    ahead = predicted(state.recent, now, pressure, settings)
+    if ahead >= 1 and pressure > settings.headroom and worst is not None:
+        return _cut(state, now, replace(worst, pressure=ahead), settings, early=True)
+    if ahead > settings.headroom:
         held = replace(state, calm_ticks=0, idle_ticks=0)
-        return Decision(
-            state=held, action=Action.HOLD, reason="pressure in the deadband", pressure=pressure
-        )
-    return _maybe_raise(state, now, pressure, observation.achieved_rate, settings)
+        why = "pressure in the deadband" if pressure > settings.headroom else "pressure rising"
+        return Decision(state=held, action=Action.HOLD, reason=why, pressure=pressure)
+    return _maybe_raise(state, now, ahead, observation.achieved_rate, settings)
+
+
+def _growth(ahead: float, settings: ControlSettings) -> float:
+    """x2 while the pressure ahead is under half the headroom; nearer, the square root of
+    the room left (latency grows faster than linearly with load near capacity)."""
+    if ahead <= settings.headroom / 2:
+        return 2.0
+    return min(2.0, max(1.05, math.sqrt(settings.headroom / ahead)))
+
+
+def _remember(
+    recent: tuple[tuple[float, float], ...], now: float, pressure: float, settings: ControlSettings
+) -> tuple[tuple[float, float], ...]:
+    kept = tuple((at, p) for at, p in recent if now - at <= settings.feedback_delay and at < now)
+    return (*kept, (now, pressure))
+
+
+def predicted(
+    recent: Sequence[tuple[float, float]], now: float, pressure: float, settings: ControlSettings
+) -> float:
+    """The pressure one feedback delay ahead if the rate stays: the level of the last half
+    delay plus its rise over the half before (the refill of recent purges is still
+    landing). Means, not single readings, so that noise neither raises nor cuts; never
+    below the pressure now, and never counting on a fall."""
+    half = settings.feedback_delay / 2
+    late = [p for at, p in recent if now - at < half] or [pressure]
+    early = [p for at, p in recent if half <= now - at <= settings.feedback_delay]
+    level = math.fsum(late) / len(late)
+    rise = max(0.0, level - math.fsum(early) / len(early)) if early else 0.0
+    return max(pressure, level + rise)
 
 
 def _cut_factor(worst: Reading, settings: ControlSettings) -> float:
@@ -326,6 +373,7 @@ def _while_paused(
         slow_start=False,
         ceiling=state.ceiling if state.ceiling is not None else state.rate,
         last_change=now,
+        reached=None,
         healthy_since=None,
         calm_ticks=0,
     )
@@ -333,7 +381,12 @@ def _while_paused(
 
 
 def _cut(
-    state: ControlState, now: float, worst: Reading | None, settings: ControlSettings
+    state: ControlState,
+    now: float,
+    worst: Reading | None,
+    settings: ControlSettings,
+    *,
+    early: bool = False,
 ) -> Decision:
     assert worst is not None  # noqa: S101 - a pressure >= 1 came from a reading
     deepening = now - state.last_cut < settings.feedback_delay
@@ -350,10 +403,11 @@ def _cut(
     why = f"x{cut.rate / base:.2g} of {base:.0f}/s" + (
         ", deepening the last cut" if deepening else ""
     )
+    at = "heading for" if early else "at"
     return Decision(
         state=replace(cut, calm_ticks=0, idle_ticks=0),
         action=Action.CUT,
-        reason=f"{worst.name} at {worst.pressure:.2f} of its limit: {why}",
+        reason=f"{worst.name} {at} {worst.pressure:.2f} of its limit: {why}",
         pressure=worst.pressure,
     )
 
@@ -364,21 +418,21 @@ def _maybe_raise(
     calm = state.calm_ticks + 1
     idle = state.idle_ticks + 1 if pressure <= settings.idle_pressure else 0
     state = replace(state, calm_ticks=calm, idle_ticks=idle)
-    waited = now - state.last_change
-    if calm < settings.raise_after or waited < settings.feedback_delay:
-        return Decision(state=state, action=Action.HOLD, reason="calm; waiting", pressure=pressure)
-    if achieved < settings.used_share * state.rate:
+    waited = now - max(state.last_change, state.reached if state.reached is not None else now)
+    if calm >= settings.raise_after and achieved < settings.used_share * state.rate:
         return Decision(
             state=state,
             action=Action.HOLD,
             reason=f"calm, but only {achieved:.0f} of {state.rate:.0f}/s used",
             pressure=pressure,
         )
+    if calm < settings.raise_after or waited < settings.feedback_delay:
+        return Decision(state=state, action=Action.HOLD, reason="calm; waiting", pressure=pressure)
     ceiling = state.ceiling
     idle_long = idle >= settings.raise_after and waited >= 2 * settings.feedback_delay
     # Double, or less when the pressure says doubling would overshoot the headroom; the
     # square root because latency grows faster than linearly with load near capacity.
-    growth = min(2.0, max(1.1, math.sqrt(settings.headroom / pressure))) if pressure > 0 else 2.0
+    growth = _growth(pressure, settings)
     if state.slow_start or ceiling is None:
         rate, why = state.rate * growth, f"slow start: x{growth:.2g}"
     elif state.rate < ceiling:
@@ -399,5 +453,7 @@ def _maybe_raise(
         return Decision(
             state=state, action=Action.HOLD, reason="at the maximum rate", pressure=pressure
         )
-    raised = replace(state, rate=rate, ceiling=ceiling, last_change=now, calm_ticks=0, idle_ticks=0)
+    raised = replace(
+        state, rate=rate, ceiling=ceiling, last_change=now, reached=None, calm_ticks=0, idle_ticks=0
+    )
     return Decision(state=raised, action=Action.RAISE, reason=why, pressure=pressure)

@@ -63,7 +63,7 @@ def is_unknown(reading: Reading) -> bool:
     )
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(states, st.lists(readings, min_size=1, max_size=4), st.floats(1000, 2000), st.floats(0, 1e4))
 def test_stale_or_missing_readings_never_raise_the_rate(state, readings_, now, achieved):
     """If any signal is unknown (missing, failed, NaN or stale), the rate does not rise."""
@@ -74,7 +74,7 @@ def test_stale_or_missing_readings_never_raise_the_rate(state, readings_, now, a
         assert decision.action is not Action.RAISE
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(states, st.floats(0, 3), st.floats(0, 3), st.floats(1000, 2000), st.booleans())
 def test_more_pressure_never_gives_a_higher_rate(state, low, high, now, errors):
     """The same situation with a worse reading never ends at a higher effective rate (a
@@ -89,7 +89,7 @@ def effective(state: ControlState) -> float:
     return 0.0 if state.paused else state.rate
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(states, st.lists(readings, max_size=4), st.floats(1000, 2000), st.floats(0, 1e4))
 def test_the_rate_stays_within_its_bounds(state, readings_, now, achieved):
     """Whatever happens, the rate stays within [min_rate, max_rate]."""
@@ -100,7 +100,7 @@ def test_the_rate_stays_within_its_bounds(state, readings_, now, achieved):
     assert SETTINGS.min_rate <= decision.rate <= SETTINGS.max_rate
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(states, st.floats(1.0, 3.0), st.floats(1000, 2000))
 def test_critical_pressure_always_pauses(state, critical, now):
     """A signal at or past its critical limit pauses the run, whatever else is true."""
@@ -134,28 +134,88 @@ def test_an_error_signal_cuts_harder():
 
 
 def test_slow_start_doubles_until_the_first_cut_then_stays_under_the_ceiling():
-    """Calm: x2 per feedback delay; after a cut, back to just under the rate that hurt."""
+    """Calm: x2 per feedback delay from when the rate was reached (the first raise waits a
+    delay too); after a cut, back to just under the rate that hurt."""
     state, now = initial_state(SETTINGS), 1000.0
     rates = []
-    for _ in range(3 * 12 + 1):
+    for _ in range(12):  # the first feedback delay: no evidence yet, no raise
+        now += SETTINGS.tick
+        state = decide(state, observe(now, fresh(0.2)), SETTINGS).state
+        assert state.rate == 50
+    for _ in range(3 * 13):
         now += SETTINGS.tick
         state = decide(state, observe(now, fresh(0.2)), SETTINGS).state
         rates.append(state.rate)
-    assert sorted(set(rates)) == [50, 100, 200, 400]
-    state = decide(state, observe(now + 60, fresh(1.2)), SETTINGS).state
+    assert sorted(set(rates)) == [100, 200, 400]
+    now += SETTINGS.feedback_delay + SETTINGS.tick  # the calm readings are out of the trend
+    state = decide(state, observe(now, fresh(1.2)), SETTINGS).state
     assert state.rate == 400 * 0.7
     assert state.ceiling == 400 * 0.9 / 1.2  # under the rate that hurt, by how much it hurt
     for _ in range(80):  # 400 s: a few feedback delays to climb back
         now += SETTINGS.tick
-        state = decide(state, observe(now + 60, fresh(0.6)), SETTINGS).state
+        state = decide(state, observe(now, fresh(0.6)), SETTINGS).state
         assert state.rate <= 300
     assert state.rate == 300
 
 
 def test_slow_start_grows_less_when_doubling_would_overshoot():
-    """At half the limit, slow start grows by sqrt(headroom / pressure) (x1.26), not x2."""
-    state = replace(initial_state(SETTINGS), rate=100, calm_ticks=5)
-    assert decide(state, observe(1000, fresh(0.5)), SETTINGS).rate == 100 * math.sqrt(1.6)
+    """Past half the headroom, slow start grows by sqrt(headroom / pressure), not x2."""
+    state = replace(initial_state(SETTINGS), rate=100, calm_ticks=5, reached=0.0)
+    expected = 100 * math.sqrt(SETTINGS.headroom / 0.5)
+    assert decide(state, observe(1000, fresh(0.5)), SETTINGS).rate == expected
+
+
+def test_a_raise_waits_a_feedback_delay_after_the_rate_is_reached():
+    """A raised rate the run has not reached yet says nothing about the origin: the next
+    raise waits a full feedback delay from when the run first sent at 90 % of it."""
+    state = replace(initial_state(SETTINGS), rate=200, last_change=0.0, calm_ticks=5)
+    now = 1000.0
+    state = decide(state, observe(now, fresh(0.1), achieved=120), SETTINGS).state
+    assert state.rate == 200
+    assert state.reached is None
+    now += SETTINGS.tick
+    state = decide(state, observe(now, fresh(0.1), achieved=190), SETTINGS).state
+    assert state.reached == now
+    while now < state.reached + SETTINGS.feedback_delay - SETTINGS.tick:
+        now += SETTINGS.tick
+        state = decide(state, observe(now, fresh(0.1), achieved=200), SETTINGS).state
+        assert state.rate == 200
+    now += SETTINGS.tick
+    assert decide(state, observe(now, fresh(0.1), achieved=200), SETTINGS).rate == 400
+
+
+def test_a_rising_pressure_holds_a_raise_and_cuts_before_the_limit():
+    """Calm now but climbing over the last feedback delay: no raise (the refill of recent
+    purges is still landing); in the deadband and heading past the limit: an early cut."""
+    base = replace(initial_state(SETTINGS), rate=400, slow_start=False, reached=0.0)
+    rising = replace(base, recent=((960.0, 0.2), (965.0, 0.2), (990.0, 0.45), (995.0, 0.5)))
+    flat = replace(base, recent=((960.0, 0.5), (965.0, 0.5), (990.0, 0.5), (995.0, 0.5)))
+    state = replace(rising, calm_ticks=5)
+    assert decide(replace(flat, calm_ticks=5), observe(1000, fresh(0.5)), SETTINGS).rate > 400
+    held = decide(state, observe(1000, fresh(0.5)), SETTINGS)
+    assert held.rate == 400
+    assert held.action is Action.HOLD
+    climbing = replace(base, recent=((960.0, 0.4), (965.0, 0.4), (990.0, 0.7), (995.0, 0.75)))
+    early = decide(climbing, observe(1000, fresh(0.75)), SETTINGS)
+    assert early.action is Action.CUT
+    assert early.rate < 400
+    assert "heading for" in early.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    states,
+    st.lists(st.tuples(st.floats(940, 999), st.floats(0, 3)), max_size=12),
+    st.floats(0, 3),
+    st.floats(0, 3),
+)
+def test_more_pressure_never_gives_a_higher_rate_whatever_the_trend(state, recent, low, high):
+    """The trend the controller remembers never turns a worse reading into a higher rate."""
+    low, high = min(low, high), max(low, high)
+    state = replace(state, recent=tuple(sorted(recent)))
+    calm = decide(state, observe(1000, fresh(low)), SETTINGS)
+    tense = decide(state, observe(1000, fresh(high)), SETTINGS)
+    assert effective(tense.state) <= effective(calm.state)
 
 
 def test_the_unused_rate_is_not_raised():

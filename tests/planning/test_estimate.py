@@ -169,14 +169,14 @@ def test_estimate_cli_traffic_shortens_the_origin_bound_and_refuses_zero(tmp_pat
 
 def test_governed_run_slow_starts_from_the_initial_rate():
     """An origin far from busy: the controller starts at 10/s and doubles once per feedback
-    delay (10 s), the first time after three calm ticks of 1 s: 10/s for 3 s, 20/s to
-    13 s, 40/s to 23 s, then 80/s: 30 + 200 + 400 = 630 targets at 23 s, the other 370
-    at 80/s: 27.6 s for 1,000."""
+    delay (10 s) counted from the first tick at the new rate (1 s after each raise; the
+    first raise waits a delay too): 10/s to 11 s, 20/s to 22 s, 40/s to 33 s, then 80/s:
+    110 + 220 + 440 = 770 targets at 33 s, the other 230 at 80/s: 35.9 s for 1,000."""
     control = ControlSettings(initial_rate=10, feedback_delay=10, tick=1)
     seconds = governed_seconds(1000, (), capacity=1e9, control=control)
-    assert seconds == pytest.approx(23 + 370 / 80, abs=0.1)
+    assert seconds == pytest.approx(33 + 230 / 80, abs=0.1)
     assert governed_seconds(1000, (), capacity=1e9, control=control, rate_cap=20) == (
-        pytest.approx(3 + 970 / 20, abs=0.1)
+        pytest.approx(11 + 890 / 20, abs=0.1)
     )
 
 
@@ -314,9 +314,10 @@ def test_simulate_runs_the_engine_against_the_simulated_origin(tmp_path):
     names.write_text("\n".join(f"n{i:05d}" for i in range(3000)) + "\n")
     result = CliRunner().invoke(
         app,
-        ["estimate", str(names), "--simulate", "--json", "--seed", "3", "--rate", "400"],
+        ["estimate", str(names), "--simulate", "--json", "--seed", "3", "--rate", "400",
+         "--feedback-delay", "10"],  # the first raise waits one
         env={"COLUMNS": "200"},
-    )
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["simulated"] is True
@@ -331,7 +332,9 @@ def test_simulate_without_json_prints_the_decisions(tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"n{i:05d}" for i in range(3000)) + "\n")
     result = CliRunner().invoke(
-        app, ["estimate", str(names), "--simulate", "--seed", "3", "--rate", "400"],
+        app,
+        ["estimate", str(names), "--simulate", "--seed", "3", "--rate", "400",
+         "--feedback-delay", "10"],  # the first raise waits one
         env={"COLUMNS": "200"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
