@@ -9,7 +9,8 @@
      │    └── StateMismatchError a state file belongs to another plan or provider    (exit 2)
      ├── UnavailableError        something purger needs could not be used            (exit 4)
      │    ├── AuthError          the provider refused the credentials                (exit 4)
-     │    └── LockedError        another run holds the state file                    (exit 4)
+     │    ├── LockedError        another run holds the state file                    (exit 4)
+     │    └── StateError         the state cannot be written, or left its path (exit 4; 3 mid-run)
      └── ProviderError           one API call failed; the run decides what follows
           ├── RateLimitedError   429: wait ``retry_after`` seconds, then retry
           ├── TransientError     5xx, timeout, connection: retry with backoff
@@ -32,6 +33,7 @@ __all__ = [
     "PurgerError",
     "RateLimitedError",
     "RejectedError",
+    "StateError",
     "StateMismatchError",
     "TransientError",
     "UnavailableError",
@@ -100,6 +102,16 @@ class AuthError(UnavailableError):
 
 class LockedError(UnavailableError):
     """Another run holds the lock on the state file."""
+
+
+class StateError(UnavailableError):
+    """The state file cannot be written (disk full, I/O error) or is no longer the file the
+    run opened (deleted, replaced). ``resumable``: raised mid-run, once purges were sent and
+    the run stopped (exit 3); otherwise the run could not start (exit 4)."""
+
+    def __init__(self, message: str, *, resumable: bool = False) -> None:
+        self.resumable = resumable
+        super().__init__(message)
 
 
 class ProviderError(PurgerError):

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Final, Protocol
 
 import anyio
@@ -36,6 +37,7 @@ from purger.errors import (
     ProviderError,
     RateLimitedError,
     RejectedError,
+    StateError,
     TransientError,
     UsageError,
 )
@@ -91,6 +93,9 @@ class RunSettings:
     #: Stop cleanly (resumable) after this many seconds; ``None``: run to the end.
     max_duration: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Commit on the event loop, not in a thread: for a store in memory (the simulator),
+    #: so that virtual time never jumps ahead while a call waits for its commit.
+    commit_on_loop: bool = False
 
 
 class RunStatus(StrEnum):
@@ -133,11 +138,13 @@ class ShardState:
 
 @dataclass(slots=True)
 class _Write:
-    """One confirmation for the writer: a shard's progress, failures, retried failures."""
+    """One confirmation for the writer: a shard's progress, failures, retried failures,
+    and the answer slots (:attr:`Run._answers`) it frees once committed."""
 
     progress: ShardProgress | None = None
     failures: list[Failure] = field(default_factory=list)
     retried: list[Failure] = field(default_factory=list)
+    slots: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +203,12 @@ class Run:
         self._reason: str | None = None
         # A refused credential or a wrong service: every other call would fail alike.
         self._fatal: AuthError | UsageError | None = None
+        # The state could not be written: nothing more is sent, the run stops (resumable).
+        self._state_error: StateError | None = None
+        # A call holds a slot from before it is sent until its answer is committed, so
+        # that the answers a kill can lose are at most the concurrency cap (made in
+        # _drive: anyio primitives need a running loop).
+        self._answers: anyio.Semaphore | None = None
         self._batches = self._targets = self._failures = 0
         # Calls the provider accepted but said purged nothing (Varnish counts objects): all
         # of them empty usually means a wrong template or Host, as in PyPI's 2022 outage.
@@ -357,6 +370,7 @@ class Run:
         """The workers ``spawn`` starts, with the one checkpoint writer, the ETA and the
         watcher that turns a stop into a bounded drain; a refused credential is raised."""
         stopped, hurry = self._stopped, self._hurry = anyio.Event(), anyio.Event()
+        self._answers = anyio.Semaphore(self._pacer.limit.maximum)
         self._stop_event = stop
         if self._stopping:  # stopped before it started: the stop finds the events now
             stopped.set()
@@ -372,6 +386,8 @@ class Run:
             # closing ``send`` lets the writer drain what is left and end
         if self._fatal is not None:
             raise self._fatal
+        if self._state_error is not None:
+            raise self._state_error
 
     async def _watch(
         self,
@@ -445,14 +461,33 @@ class Run:
         checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         try:
-            failures = await self._purge_or_stop(planned.batch, planned.shard_id)
+            failures = await self._answered(planned.batch, planned.shard_id)
         finally:
             window.release()
         if failures is None:
             return
         self._shard_targets[planned.shard_id] += len(planned.targets) - len(failures)
         cursor.trackers[planned.kind].confirm(planned)
-        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints)
+        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints, slots=1)
+
+    async def _answered(self, batch: Batch, shard_id: int) -> list[Failure] | None:
+        """:meth:`_purge_or_stop` within an answer slot, which the writer frees once the
+        answer is committed (at once when there is no answer to commit)."""
+        answers = self._answer_slots()
+        await answers.acquire()
+        try:
+            failures = await self._purge_or_stop(batch, shard_id)
+        except BaseException:
+            answers.release()
+            raise
+        if failures is None:
+            answers.release()
+        return failures
+
+    def _answer_slots(self) -> anyio.Semaphore:
+        if self._answers is None:
+            raise RuntimeError("the answer slots are made when the run starts")
+        return self._answers
 
     async def _retry_worker(
         self,
@@ -461,14 +496,14 @@ class Run:
     ) -> None:
         while queue and not self._should_stop():
             shard_id, batch, retried = queue.pop()
-            again = await self._purge_or_stop(batch, shard_id)
+            again = await self._answered(batch, shard_id)
             if again is None:
                 return
             self._settled += len(batch)
             self._failures += len(again)
             if again:
                 self.last_failure = again[-1]
-            await checkpoints.send(_Write(failures=again, retried=retried))
+            await checkpoints.send(_Write(failures=again, retried=retried, slots=1))
 
     async def _purge_or_stop(self, batch: Batch, shard_id: int) -> list[Failure] | None:
         """The targets refused, or ``None`` when the batch was not purged and the run
@@ -492,6 +527,8 @@ class Run:
         cursor: ShardCursor,
         failures: list[Failure],
         checkpoints: MemoryObjectSendStream[_Write],
+        *,
+        slots: int = 0,
     ) -> None:
         encoded, ahead = cursor.encode()
         if cursor.finished:
@@ -506,29 +543,46 @@ class Run:
         self._failures += len(failures)
         if failures:
             self.last_failure = failures[-1]
-        await checkpoints.send(_Write(progress=progress, failures=failures))
+        await checkpoints.send(_Write(progress=progress, failures=failures, slots=slots))
 
     async def _write_checkpoints(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
-        """The one writer: commits everything waiting in one transaction (group commit)."""
+        """The one writer: commits everything waiting in one transaction (group commit),
+        then frees the answer slots it held. A state that cannot be written stops the run
+        at once (calls in flight are cancelled: their answers could not be kept)."""
+        answers = self._answer_slots()
         async with receive:
             async for first in receive:
                 updates: dict[int, ShardProgress] = {}
                 failures: list[Failure] = []
                 retried: list[Failure] = []
+                slots = 0
                 write: _Write | None = first
                 while write is not None:
                     if write.progress is not None:
                         updates[write.progress.shard_id] = write.progress
                     failures.extend(write.failures)
                     retried.extend(write.retried)
+                    slots += write.slots
                     try:
                         write = receive.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         write = None
                 points, self._points = self._points, []
-                await anyio.to_thread.run_sync(
-                    self._commit, list(updates.values()), failures, points, retried
-                )
+                if self._state_error is None:
+                    commit = partial(
+                        self._commit, list(updates.values()), failures, points, retried
+                    )
+                    try:
+                        if self._settings.commit_on_loop:
+                            commit()
+                        else:
+                            await anyio.to_thread.run_sync(commit)
+                    except StateError as error:
+                        self._state_error = error
+                        self.stop(str(error))
+                        self.hurry()
+                for _ in range(slots):
+                    answers.release()
 
     def _commit(
         self,

@@ -372,12 +372,26 @@ def test_other_schema_version_is_input_error_and_untouched(path, store):
     assert path.read_bytes() == before
 
 
-def test_empty_file_is_a_fresh_store(path):
-    """A zero-byte file (as from mktemp) is taken as a new state, as SQLite itself does."""
+def test_an_empty_file_is_refused_untouched(path):
+    """A zero-byte file (a truncated state) is not a fresh one: refused, left as it is,
+    and no lock file is made beside it."""
     path.touch()
-    with StateStore.open(path) as fresh:
-        fresh.start_run(make_record())
-        assert fresh.load_run() is not None
+    with pytest.raises(InputError, match="not a purger state file"):
+        StateStore.open(path)
+    assert path.stat().st_size == 0
+    assert not Path(f"{path}.lock").exists()
+
+
+def test_an_empty_sqlite_database_is_refused_untouched(path):
+    """A valid but empty SQLite database that purger did not make is not taken over."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.execute("DROP TABLE t")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="not a purger state file"):
+        StateStore.open(path)
+    assert path.read_bytes() == before
 
 
 @pytest.mark.parametrize(
