@@ -52,6 +52,7 @@ from purger.names.sources import (
 from purger.planning.plan import PlanSettings
 from purger.planning.targets import parse_templates
 from purger.providers import PROVIDER_NAMES, ProviderOptions
+from purger.state.sqlite import holds_run
 
 
 class Network(StrEnum):
@@ -105,6 +106,13 @@ def run(
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run recorded in --state.")
+    ] = False,
+    resume_or_start: Annotated[
+        bool,
+        typer.Option(
+            "--resume-or-start",
+            help="Continue the run in --state if it holds one, else start it (cron jobs).",
+        ),
     ] = False,
     dry_run: Annotated[
         bool,
@@ -294,13 +302,17 @@ def run(
             return
         if state is None:
             raise UsageError("--state FILE is required: it records progress so nothing is lost")
-        if resume and not state.exists():
+        if resume_or_start:
+            if resume:
+                raise UsageError("--resume and --resume-or-start: one at a time")
+            resume = holds_run(state)  # a file that is not a purger state is refused
+        elif resume and not state.exists():
             raise UsageError(f"no state at {state} to resume (without --resume a new run starts)")
         if not progress_interval > 0:
             raise UsageError(f"--progress-interval must be > 0, not {progress_interval}")
         failures = None
         if retry_failed:
-            if resume:
+            if resume or resume_or_start:
                 raise UsageError("--retry-failed and --resume: one at a time")
             failures = recorded_failures(state)
             if not failures:

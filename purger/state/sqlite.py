@@ -196,16 +196,14 @@ class StateStore:
         uri = f"{path.resolve().as_uri()}?mode=ro"
         try:
             try:
-                db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                (app_id,) = db.execute("PRAGMA application_id").fetchone()
+                db, app_id = _read_only(uri)
             except sqlite3.Error as err:
                 if not is_disk_trouble(err) or identity(f"{path}-wal") is not None:
                     raise
                 # SQLite could not make its shared-memory file beside the state (a read-only
                 # directory or mount) and there is no WAL: no run has it open, so it is read
                 # as it is on disk.
-                db = sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False)
-                (app_id,) = db.execute("PRAGMA application_id").fetchone()
+                db, app_id = _read_only(f"{uri}&immutable=1")
         except sqlite3.Error as err:
             raise InputError(f"cannot read state: {err}", where=str(path)) from None
         if app_id != _APPLICATION_ID:
@@ -289,7 +287,10 @@ class StateStore:
         """Refuse to resume a state made by another plan, provider, options or templates."""
         stored = self.load_run()
         if stored is None:
-            raise UsageError(f"nothing to resume in {self._path}")
+            raise UsageError(
+                f"{self._path} holds no run to resume (the run that made it stopped before it"
+                " began; nothing was sent): run without --resume, or with --resume-or-start"
+            )
         differences = _differences(stored, record)
         if differences:
             raise StateMismatchError(
@@ -477,6 +478,17 @@ class StateStore:
                 raise
         except sqlite3.Error as err:
             raise write_trouble(self._path, err, sent=sent) from None
+
+
+def _read_only(uri: str) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to ``uri`` and the file's application id (closed on error)."""
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db, app_id
 
 
 def _connect(path: Path) -> sqlite3.Connection:
