@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from purger.cli import app
+from purger.state.files import write_refused
 from purger.state.sqlite import StateStore
 
 # Runs ``purger`` with a SIGTERM sent to itself the moment the run is recorded in the state,
@@ -176,3 +178,39 @@ def test_a_state_deleted_during_the_run_stops_it(tmp_path, deleted):
         "stopped, sending nothing more (the progress it held went with it)"
     ], stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_state_write_refused_mid_run_is_one_line_and_exit_3(
+    names, tmp_path, monkeypatch, log_format
+):
+    """The disk refuses the third commit: exit 3, one `purger: error:` line naming the file
+    and the reason, no traceback; in JSON the last event is `stop`, exit_code 3."""
+    state = tmp_path / "state.sqlite"
+    commit = StateStore.commit
+    commits = []
+
+    def refusing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        commits.append(1)
+        if len(commits) > 2:
+            raise write_refused(str(self.path), "No space left on device", sent=True)
+        commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateStore, "commit", refusing)
+    result = invoke(null_args(names, state, "--log-format", log_format, "--concurrency", "1"))
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("purger:")]
+    assert errors == [
+        f"purger: error: {state}: cannot write the state (No space left on device); "
+        "stopped, nothing is lost: free space, then --resume"
+    ]
+    if log_format == "json":
+        last = json.loads(result.stdout.strip().splitlines()[-1])
+        assert last["event"] == "stop"
+        assert last["exit_code"] == 3
+        assert "cannot write the state" in last["reason"]
+    monkeypatch.setattr(StateStore, "commit", commit)
+    resumed = invoke(null_args(names, state, "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    assert "done: 100 targets purged" in resumed.stderr

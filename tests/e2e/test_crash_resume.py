@@ -9,6 +9,7 @@ counts every key it is sent (``tests/e2e/recording.py``).
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -253,3 +254,39 @@ def test_a_full_disk_stops_in_one_line_and_the_run_resumes_once_there_is_room(
     assert set(recording_cache.purged) == {f"http://files.example/pkg{i:05d}" for i in range(urls)}
     twice = sum(count - 1 for count in recording_cache.purged.values())
     assert twice <= concurrency
+
+
+def fill(path: Path) -> None:
+    """Write to ``path`` until the disk refuses."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_at_start_is_one_line_exit_4_and_no_state(
+    tmp_path, recording_cache, small_disk
+):
+    """No room even for the lock file's pid: exit 4 (could not start), one line naming the
+    file and the reason, nothing sent, no state file."""
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"pkg{i:05d}" for i in range(100)) + "\n")
+    with pytest.raises(OSError, match="No space left on device"):
+        fill(small_disk / "filler")
+    state = small_disk / "state.sqlite"
+    result = subprocess.run(
+        purger_run(names, state, recording_cache, resume=False),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines() == [
+        f"purger: cannot start: {state}.lock: cannot write the state (No space left on device);"
+        " nothing was sent: free space, then run again"
+    ]
+    assert recording_cache.total() == 0
+    assert not state.exists()
