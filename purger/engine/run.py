@@ -147,6 +147,13 @@ class _Write:
     slots: int = 0
 
 
+@dataclass(slots=True)
+class _Held:
+    """The answer slot a batch holds once a call of it was answered (0 or 1)."""
+
+    count: int = 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunOutcome:
     status: RunStatus
@@ -461,28 +468,34 @@ class Run:
         checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         try:
-            failures = await self._answered(planned.batch, planned.shard_id)
+            failures, held = await self._answered(planned.batch, planned.shard_id)
         finally:
             window.release()
         if failures is None:
             return
         self._shard_targets[planned.shard_id] += len(planned.targets) - len(failures)
         cursor.trackers[planned.kind].confirm(planned)
-        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints, slots=1)
+        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints, slots=held)
 
-    async def _answered(self, batch: Batch, shard_id: int) -> list[Failure] | None:
-        """:meth:`_purge_or_stop` within an answer slot, which the writer frees once the
-        answer is committed (at once when there is no answer to commit)."""
-        answers = self._answer_slots()
-        await answers.acquire()
+    async def _answered(self, batch: Batch, shard_id: int) -> tuple[list[Failure] | None, int]:
+        """:meth:`_purge_or_stop`, and the answer slots its answered calls hold, for the
+        writer to free once they are committed (freed here when there is nothing to
+        commit)."""
+        held = _Held()
         try:
-            failures = await self._purge_or_stop(batch, shard_id)
+            failures = await self._purge_or_stop(batch, shard_id, held)
         except BaseException:
-            answers.release()
+            self._free(held.count)
             raise
         if failures is None:
+            self._free(held.count)
+            return None, 0
+        return failures, held.count
+
+    def _free(self, slots: int) -> None:
+        answers = self._answer_slots()
+        for _ in range(slots):
             answers.release()
-        return failures
 
     def _answer_slots(self) -> anyio.Semaphore:
         if self._answers is None:
@@ -496,20 +509,22 @@ class Run:
     ) -> None:
         while queue and not self._should_stop():
             shard_id, batch, retried = queue.pop()
-            again = await self._answered(batch, shard_id)
+            again, held = await self._answered(batch, shard_id)
             if again is None:
                 return
             self._settled += len(batch)
             self._failures += len(again)
             if again:
                 self.last_failure = again[-1]
-            await checkpoints.send(_Write(failures=again, retried=retried, slots=1))
+            await checkpoints.send(_Write(failures=again, retried=retried, slots=held))
 
-    async def _purge_or_stop(self, batch: Batch, shard_id: int) -> list[Failure] | None:
+    async def _purge_or_stop(
+        self, batch: Batch, shard_id: int, held: _Held
+    ) -> list[Failure] | None:
         """The targets refused, or ``None`` when the batch was not purged and the run
         stops (the provider keeps failing, a refused credential, or a stop came first)."""
         try:
-            return await self._purge(batch, shard_id)
+            return await self._purge(batch, shard_id, held)
         except PacerClosedError:
             return None  # never sent: the run is stopping; a resume sends it
         except _GaveUpError as gave_up:
@@ -645,11 +660,11 @@ class Run:
             "targets": str(self._targets),
         }
 
-    async def _purge(self, batch: Batch, shard_id: int) -> list[Failure]:
+    async def _purge(self, batch: Batch, shard_id: int, held: _Held) -> list[Failure]:
         """Purge ``batch``; return the targets the provider refused, each with its reason."""
         try:
             await call_with_retries(
-                lambda: self._call(batch), policy=self._settings.retry, clock=self._clock
+                lambda: self._call(batch, held), policy=self._settings.retry, clock=self._clock
             )
             return []
         except RejectedError as error:
@@ -663,36 +678,48 @@ class Run:
             middle = len(batch) // 2
             left = Batch(batch.kind, batch.targets[:middle])
             right = Batch(batch.kind, batch.targets[middle:])
-            return await self._purge(left, shard_id) + await self._purge(right, shard_id)
+            return await self._purge(left, shard_id, held) + await self._purge(
+                right, shard_id, held
+            )
         except RateLimitedError as error:
             if error.max_targets is not None and 0 < error.max_targets < len(batch):
                 size = error.max_targets
                 failures: list[Failure] = []
                 for i in range(0, len(batch), size):
                     piece = Batch(batch.kind, batch.targets[i : i + size])
-                    failures += await self._purge(piece, shard_id)
+                    failures += await self._purge(piece, shard_id, held)
                 return failures
             raise _GaveUpError(error) from None
         except TransientError as error:
             raise _GaveUpError(error) from None
 
-    async def _call(self, batch: Batch) -> None:
+    async def _call(self, batch: Batch, held: _Held) -> None:
+        """One attempt. The batch takes an answer slot just before it is first sent, kept
+        (in ``held``) once the provider accepts a call of it, until the writer has
+        committed it; so the batches sent and not yet committed never exceed the slots
+        (the concurrency cap). The pieces of a split batch share its slot."""
         async with self._pacer.admit(len(batch)):
             if self._fatal is not None:
                 raise self._fatal  # refused credentials: send nothing more
+            answers = self._answer_slots()
+            took = not held.count
+            if took:
+                await answers.acquire()
             busy = self._in_flight
             index = busy.index(min(busy))
             busy[index] += 1
             try:
                 result = await self._providers[index].purge(batch)
-            except RateLimitedError as error:
-                self._pacer.limit.on_overload()
-                if error.retry_after is not None:
+            except BaseException as error:
+                if took:
+                    answers.release()
+                if isinstance(error, RateLimitedError | TransientError):
+                    self._pacer.limit.on_overload()
+                if isinstance(error, RateLimitedError) and error.retry_after is not None:
                     self._pacer.defer(error.retry_after)
                 raise
-            except TransientError:
-                self._pacer.limit.on_overload()
-                raise
+            else:
+                held.count = 1  # from here the writer frees it, once committed
             finally:
                 busy[index] -= 1
         self._pacer.limit.on_success()

@@ -302,6 +302,11 @@ async def _stop_on_signals(live: LiveRun, signals: AsyncIterator[int]) -> None:
         live.stop(f"{signal.Signals(signum).name} received")
 
 
+#: Loop turns from a signal in the wake-up pipe to the receiver's stop (asyncio: the pipe
+#: is read, the handler runs, the receiver task wakes).
+_SIGNAL_TURNS: Final = 3
+
+
 #: What shows a run while it goes: the live view, progress lines or JSON lines. It runs
 #: beside the run and is cancelled when the run ends.
 Presenter = Callable[[LiveRun], Coroutine[Any, Any, None]]
@@ -407,6 +412,11 @@ async def _execute_with_signals(
 ) -> RunOutcome:
     async with anyio.create_task_group() as helpers:
         helpers.start_soon(_stop_on_signals, live, signals)
+        # A signal that came during the synchronous start-up waits in the loop's wake-up
+        # pipe: a few loop turns hand it to the receiver, which stops the run before any
+        # call goes out.
+        for _ in range(_SIGNAL_TURNS):
+            await anyio.lowlevel.checkpoint()
         if present is not None:
             helpers.start_soon(present, live)
         if governor is not None:
