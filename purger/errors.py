@@ -10,7 +10,8 @@
      ├── UnavailableError        something purger needs could not be used            (exit 4)
      │    ├── AuthError          the provider refused the credentials                (exit 4)
      │    ├── LockedError        another run holds the state file                    (exit 4)
-     │    └── LeaseLostError     another runner took over a shard this one held      (exit 4)
+     │    ├── LeaseLostError     another runner took over a shard this one held      (exit 4)
+     │    └── StateError         the state cannot be written, or left its path (exit 4; 3 mid-run)
      └── ProviderError           one API call failed; the run decides what follows
           ├── RateLimitedError   429: wait ``retry_after`` seconds, then retry
           ├── TransientError     5xx, timeout, connection: retry with backoff
@@ -34,6 +35,7 @@ __all__ = [
     "PurgerError",
     "RateLimitedError",
     "RejectedError",
+    "StateError",
     "StateMismatchError",
     "TransientError",
     "UnavailableError",
@@ -107,6 +109,16 @@ class LockedError(UnavailableError):
 class LeaseLostError(UnavailableError):
     """A shard's lease expired and another runner claimed it (PostgreSQL state): the write
     was refused whole, and this runner must stop sending for that shard."""
+
+
+class StateError(UnavailableError):
+    """The state file cannot be written (disk full, I/O error) or is no longer the file the
+    run opened (deleted, replaced). ``resumable``: raised mid-run, once purges were sent and
+    the run stopped (exit 3); otherwise the run could not start (exit 4)."""
+
+    def __init__(self, message: str, *, resumable: bool = False) -> None:
+        self.resumable = resumable
+        super().__init__(message)
 
 
 class ProviderError(PurgerError):

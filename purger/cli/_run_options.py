@@ -123,6 +123,8 @@ class StateOptions:
 
     path: Path | None = None
     resume: bool = False
+    #: Cron jobs: continue the run the state holds, or start one if it holds none.
+    resume_or_start: bool = False
     retry_failed: bool = False
     max_duration: float | None = None
     drain_timeout: float = 30.0
@@ -145,6 +147,14 @@ def _state(
             "--resume", help="Continue the run recorded in --state.", rich_help_panel=STATE_PANEL
         ),
     ] = False,
+    resume_or_start: Annotated[
+        bool,
+        typer.Option(
+            "--resume-or-start",
+            help="Continue the run in --state if it holds one, else start it (cron jobs).",
+            rich_help_panel=STATE_PANEL,
+        ),
+    ] = False,
     retry_failed: Annotated[
         bool,
         typer.Option(
@@ -165,6 +175,7 @@ def _state(
     return StateOptions(
         path=state_file,
         resume=resume,
+        resume_or_start=resume_or_start,
         retry_failed=retry_failed,
         max_duration=number_value("run.max_duration", max_duration),
         drain_timeout=number_value("run.drain_timeout", drain_timeout),

@@ -28,7 +28,7 @@ from purger.cli.session import Output as SessionOutput
 from purger.cli.session import RunRequest, run_with_state
 from purger.engine.run import RunSettings
 from purger.errors import UsageError
-from purger.state.sqlite import Failure
+from purger.state.sqlite import Failure, holds_run
 
 
 @app.command()
@@ -91,14 +91,14 @@ def run(
                 out=out,
             )
             return
-        path = _checked_state(state)
+        path, resume = _checked_state(state)
         failures = recorded_failures(path) if state.retry_failed else None
         if state.retry_failed and not failures:
             err.print(f"no failed targets recorded in {path}: nothing to retry")
             raise typer.Exit(ExitCode.OK)
         request = RunRequest(
             path=path,
-            resume=state.resume,
+            resume=resume,
             retry_failed=state.retry_failed,
             plan=the_plan,
             name_set=name_set,
@@ -148,15 +148,20 @@ def _confirm(
         raise typer.Exit(ExitCode.USAGE) from None
 
 
-def _checked_state(state: StateOptions) -> Path:
-    """The state file a run may use, or why not."""
+def _checked_state(state: StateOptions) -> tuple[Path, bool]:
+    """The state file a run may use and whether it resumes the run there, or why not."""
     if state.path is None:
         raise UsageError("--state FILE is required: it records progress so nothing is lost")
-    if state.resume and not state.path.exists():
+    resume = state.resume
+    if state.resume_or_start:
+        if state.resume:
+            raise UsageError("--resume and --resume-or-start: one at a time")
+        resume = holds_run(state.path)  # a file that is not a purger state is refused
+    elif state.resume and not state.path.exists():
         raise UsageError(f"no state at {state.path} to resume (without --resume a new run starts)")
-    if state.retry_failed and state.resume:
+    if state.retry_failed and (state.resume or state.resume_or_start):
         raise UsageError("--retry-failed and --resume: one at a time")
-    return state.path
+    return state.path, resume
 
 
 def _session_output(output: Output, interactive: bool, out: Console, err: Console) -> SessionOutput:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +19,7 @@ from purger.cli._app import ExitCode
 from purger.cli.live import LiveView, cbreak, terminal_keys
 from purger.cli.logs import JsonLog, TextLog, progress_line
 from purger.engine.run import RunOutcome, RunSettings, RunStatus
+from purger.errors import StateError
 from purger.health.control import ControlSettings, Decision
 from purger.health.signals import SignalSpec
 from purger.launch.build import PaceOptions, Presenter, execute_run
@@ -94,29 +95,64 @@ def run_with_state(request: RunRequest, output: Output) -> int:
                 f"{summary.targets_done:,} targets purged"
             )
 
-    with terminal:
-        outcome, total = anyio.run(
-            partial(
-                execute_run,
-                plan=request.plan,
-                name_set=request.name_set,
-                templates=request.templates,
-                options=request.options,
-                env=os.environ,
-                pace=request.pace,
-                settings=request.settings,
-                state_path=request.path,
-                resume=request.resume,
-                clock=AnyioClock(),
-                present=present,
-                on_resume=on_resume,
-                signals=request.signals,
-                control=request.control,
-                on_decision=on_decision,
-                retry_failed=request.retry_failed,
-                min_rate=request.min_rate,
-            )
+    try:
+        with terminal:
+            outcome, total = _run(request, present, on_resume, on_decision)
+    except StateError as error:
+        if not error.resumable:
+            raise  # before anything was sent: could not start (exit 4)
+        return _state_failed(error, output.err, json_log)
+    return _last_words(request, output, text, json_log, outcome, total)
+
+
+def _run(
+    request: RunRequest,
+    present: Presenter,
+    on_resume: Callable[[StateSummary], None],
+    on_decision: Callable[[Decision], None],
+) -> tuple[RunOutcome, StateSummary]:
+    return anyio.run(
+        partial(
+            execute_run,
+            plan=request.plan,
+            name_set=request.name_set,
+            templates=request.templates,
+            options=request.options,
+            env=os.environ,
+            pace=request.pace,
+            settings=request.settings,
+            state_path=request.path,
+            resume=request.resume,
+            clock=AnyioClock(),
+            present=present,
+            on_resume=on_resume,
+            signals=request.signals,
+            control=request.control,
+            on_decision=on_decision,
+            retry_failed=request.retry_failed,
+            min_rate=request.min_rate,
         )
+    )
+
+
+def _state_failed(error: StateError, err: Console, json_log: JsonLog | None) -> int:
+    """The state could not be written mid-run: the run stopped at once, resumable; one
+    line on stderr (and the last JSON event) says which file and why."""
+    if json_log is not None:
+        json_log.emit("stop", reason=str(error), resumable=True, status="stopped", exit_code=3)
+    err.print(f"purger: error: {error}", highlight=False, markup=False, soft_wrap=True)
+    return ExitCode.STOPPED
+
+
+def _last_words(
+    request: RunRequest,
+    output: Output,
+    text: TextLog,
+    json_log: JsonLog | None,
+    outcome: RunOutcome,
+    total: StateSummary,
+) -> int:
+    """The run's last lines (text or JSON) and its exit code."""
     code = _exit_code(outcome, total)
     if json_log is not None:
         if _nothing_purged(outcome):

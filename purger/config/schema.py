@@ -151,6 +151,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             meaning="with signals: seconds between health readings"),
     Setting(key="run.state", kind="path", flag="--state",
             meaning="SQLite file recording progress"),
+    Setting(key="run.resume_or_start", kind="bool", flag="--resume-or-start",
+            meaning="continue the run in the state file if it holds one, else start it"),
     Setting(key="run.max_duration", kind="float", flag="--max-duration", above=0,
             meaning="stop cleanly (exit 3, resumable) after this many seconds"),
     Setting(key="run.drain_timeout", kind="float", flag="--drain-timeout", minimum=0,

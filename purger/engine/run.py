@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Final, Protocol
 
 import anyio
@@ -37,6 +38,7 @@ from purger.errors import (
     ProviderError,
     RateLimitedError,
     RejectedError,
+    StateError,
     TransientError,
     UsageError,
 )
@@ -92,6 +94,9 @@ class RunSettings:
     #: Stop cleanly (resumable) after this many seconds; ``None``: run to the end.
     max_duration: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Commit on the event loop, not in a thread: for a store in memory (the simulator),
+    #: so that virtual time never jumps ahead while a call waits for its commit.
+    commit_on_loop: bool = False
 
 
 class RunStatus(StrEnum):
@@ -134,11 +139,20 @@ class ShardState:
 
 @dataclass(slots=True)
 class _Write:
-    """One confirmation for the writer: a shard's progress, failures, retried failures."""
+    """One confirmation for the writer: a shard's progress, failures, retried failures,
+    and the answer slots (:attr:`Run._answers`) it frees once committed."""
 
     progress: ShardProgress | None = None
     failures: list[Failure] = field(default_factory=list)
     retried: list[Failure] = field(default_factory=list)
+    slots: int = 0
+
+
+@dataclass(slots=True)
+class _Held:
+    """The answer slot a batch holds once a call of it was answered (0 or 1)."""
+
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +211,12 @@ class Run:
         self._reason: str | None = None
         # A refused credential or a wrong service: every other call would fail alike.
         self._fatal: AuthError | UsageError | None = None
+        # The state could not be written: nothing more is sent, the run stops (resumable).
+        self._state_error: StateError | None = None
+        # A call holds a slot from before it is sent until its answer is committed, so
+        # that the answers a kill can lose are at most the concurrency cap (made in
+        # _drive: anyio primitives need a running loop).
+        self._answers: anyio.Semaphore | None = None
         self._batches = self._targets = self._failures = 0
         # Calls the provider accepted but said purged nothing (Varnish counts objects): all
         # of them empty usually means a wrong template or Host, as in PyPI's 2022 outage.
@@ -361,6 +381,7 @@ class Run:
         """The workers ``spawn`` starts, with the one checkpoint writer, the ETA and the
         watcher that turns a stop into a bounded drain; a refused credential is raised."""
         stopped, hurry = self._stopped, self._hurry = anyio.Event(), anyio.Event()
+        self._answers = anyio.Semaphore(self._pacer.limit.maximum)
         self._stop_event = stop
         if self._stopping:  # stopped before it started: the stop finds the events now
             stopped.set()
@@ -377,6 +398,8 @@ class Run:
             # closing ``send`` lets the writer drain what is left and end
         if self._fatal is not None:
             raise self._fatal
+        if self._state_error is not None:
+            raise self._state_error
 
     async def _watch(
         self,
@@ -450,14 +473,39 @@ class Run:
         checkpoints: MemoryObjectSendStream[_Write],
     ) -> None:
         try:
-            failures = await self._purge_or_stop(planned.batch, planned.shard_id)
+            failures, held = await self._answered(planned.batch, planned.shard_id)
         finally:
             window.release()
         if failures is None:
             return
         self._shard_targets[planned.shard_id] += len(planned.targets) - len(failures)
         cursor.trackers[planned.kind].confirm(planned)
-        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints)
+        await self._checkpoint(planned.shard_id, cursor, failures, checkpoints, slots=held)
+
+    async def _answered(self, batch: Batch, shard_id: int) -> tuple[list[Failure] | None, int]:
+        """:meth:`_purge_or_stop`, and the answer slots its answered calls hold, for the
+        writer to free once they are committed (freed here when there is nothing to
+        commit)."""
+        held = _Held()
+        try:
+            failures = await self._purge_or_stop(batch, shard_id, held)
+        except BaseException:
+            self._free(held.count)
+            raise
+        if failures is None:
+            self._free(held.count)
+            return None, 0
+        return failures, held.count
+
+    def _free(self, slots: int) -> None:
+        answers = self._answer_slots()
+        for _ in range(slots):
+            answers.release()
+
+    def _answer_slots(self) -> anyio.Semaphore:
+        if self._answers is None:
+            raise RuntimeError("the answer slots are made when the run starts")
+        return self._answers
 
     async def _retry_worker(
         self,
@@ -466,20 +514,22 @@ class Run:
     ) -> None:
         while queue and not self._should_stop():
             shard_id, batch, retried = queue.pop()
-            again = await self._purge_or_stop(batch, shard_id)
+            again, held = await self._answered(batch, shard_id)
             if again is None:
                 return
             self._settled += len(batch)
             self._failures += len(again)
             if again:
                 self.last_failure = again[-1]
-            await checkpoints.send(_Write(failures=again, retried=retried))
+            await checkpoints.send(_Write(failures=again, retried=retried, slots=held))
 
-    async def _purge_or_stop(self, batch: Batch, shard_id: int) -> list[Failure] | None:
+    async def _purge_or_stop(
+        self, batch: Batch, shard_id: int, held: _Held
+    ) -> list[Failure] | None:
         """The targets refused, or ``None`` when the batch was not purged and the run
         stops (the provider keeps failing, a refused credential, or a stop came first)."""
         try:
-            return await self._purge(batch, shard_id)
+            return await self._purge(batch, shard_id, held)
         except PacerClosedError:
             return None  # never sent: the run is stopping; a resume sends it
         except _GaveUpError as gave_up:
@@ -497,6 +547,8 @@ class Run:
         cursor: ShardCursor,
         failures: list[Failure],
         checkpoints: MemoryObjectSendStream[_Write],
+        *,
+        slots: int = 0,
     ) -> None:
         encoded, ahead = cursor.encode()
         if cursor.finished:
@@ -511,29 +563,46 @@ class Run:
         self._failures += len(failures)
         if failures:
             self.last_failure = failures[-1]
-        await checkpoints.send(_Write(progress=progress, failures=failures))
+        await checkpoints.send(_Write(progress=progress, failures=failures, slots=slots))
 
     async def _write_checkpoints(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
-        """The one writer: commits everything waiting in one transaction (group commit)."""
+        """The one writer: commits everything waiting in one transaction (group commit),
+        then frees the answer slots it held. A state that cannot be written stops the run
+        at once (calls in flight are cancelled: their answers could not be kept)."""
+        answers = self._answer_slots()
         async with receive:
             async for first in receive:
                 updates: dict[int, ShardProgress] = {}
                 failures: list[Failure] = []
                 retried: list[Failure] = []
+                slots = 0
                 write: _Write | None = first
                 while write is not None:
                     if write.progress is not None:
                         updates[write.progress.shard_id] = write.progress
                     failures.extend(write.failures)
                     retried.extend(write.retried)
+                    slots += write.slots
                     try:
                         write = receive.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         write = None
                 points, self._points = self._points, []
-                await anyio.to_thread.run_sync(
-                    self._commit, list(updates.values()), failures, points, retried
-                )
+                if self._state_error is None:
+                    commit = partial(
+                        self._commit, list(updates.values()), failures, points, retried
+                    )
+                    try:
+                        if self._settings.commit_on_loop:
+                            commit()
+                        else:
+                            await anyio.to_thread.run_sync(commit)
+                    except StateError as error:
+                        self._state_error = error
+                        self.stop(str(error))
+                        self.hurry()
+                for _ in range(slots):
+                    answers.release()
 
     def _commit(
         self,
@@ -599,11 +668,11 @@ class Run:
             "last_error": "" if retry is None else f"{retry.seen_at} {retry.describe()}",
         }
 
-    async def _purge(self, batch: Batch, shard_id: int) -> list[Failure]:
+    async def _purge(self, batch: Batch, shard_id: int, held: _Held) -> list[Failure]:
         """Purge ``batch``; return the targets the provider refused, each with its reason."""
         try:
             await call_with_retries(
-                lambda: self._call(batch),
+                lambda: self._call(batch, held),
                 policy=self._settings.retry,
                 clock=self._clock,
                 on_retry=self._on_retry,
@@ -620,14 +689,16 @@ class Run:
             middle = len(batch) // 2
             left = Batch(batch.kind, batch.targets[:middle])
             right = Batch(batch.kind, batch.targets[middle:])
-            return await self._purge(left, shard_id) + await self._purge(right, shard_id)
+            return await self._purge(left, shard_id, held) + await self._purge(
+                right, shard_id, held
+            )
         except RateLimitedError as error:
             if error.max_targets is not None and 0 < error.max_targets < len(batch):
                 size = error.max_targets
                 failures: list[Failure] = []
                 for i in range(0, len(batch), size):
                     piece = Batch(batch.kind, batch.targets[i : i + size])
-                    failures += await self._purge(piece, shard_id)
+                    failures += await self._purge(piece, shard_id, held)
                 return failures
             raise _GaveUpError(error) from None
         except TransientError as error:
@@ -644,23 +715,33 @@ class Run:
             calls_before=self._batches,
         )
 
-    async def _call(self, batch: Batch) -> None:
+    async def _call(self, batch: Batch, held: _Held) -> None:
+        """One attempt. The batch takes an answer slot just before it is first sent, kept
+        (in ``held``) once the provider accepts a call of it, until the writer has
+        committed it; so the batches sent and not yet committed never exceed the slots
+        (the concurrency cap). The pieces of a split batch share its slot."""
         async with self._pacer.admit(len(batch)):
             if self._fatal is not None:
                 raise self._fatal  # refused credentials: send nothing more
+            answers = self._answer_slots()
+            took = not held.count
+            if took:
+                await answers.acquire()
             busy = self._in_flight
             index = busy.index(min(busy))
             busy[index] += 1
             try:
                 result = await self._providers[index].purge(batch)
-            except RateLimitedError as error:
-                self._pacer.limit.on_overload()
-                if error.retry_after is not None:
+            except BaseException as error:
+                if took:
+                    answers.release()
+                if isinstance(error, RateLimitedError | TransientError):
+                    self._pacer.limit.on_overload()
+                if isinstance(error, RateLimitedError) and error.retry_after is not None:
                     self._pacer.defer(error.retry_after)
                 raise
-            except TransientError:
-                self._pacer.limit.on_overload()
-                raise
+            else:
+                held.count = 1  # from here the writer frees it, once committed
             finally:
                 busy[index] -= 1
         self._pacer.limit.on_success()

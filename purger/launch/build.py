@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -156,11 +156,16 @@ def _pacer(pace: PaceOptions, provider: Provider, clock: Clock) -> Pacer:
     )
 
 
-async def _stop_on_signals(live: LiveRun) -> None:
-    """SIGINT or SIGTERM: a graceful stop; a second one stops waiting for the drain."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            live.stop(f"{signal.Signals(signum).name} received")
+async def _stop_on_signals(live: LiveRun, signals: AsyncIterator[int]) -> None:
+    """SIGINT or SIGTERM: a graceful stop; a second one stops waiting for the drain.
+    ``signals`` was opened before the state was: one received since is handled now."""
+    async for signum in signals:
+        live.stop(f"{signal.Signals(signum).name} received")
+
+
+#: Loop turns from a signal in the wake-up pipe to the receiver's stop (asyncio: the pipe
+#: is read, the handler runs, the receiver task wakes).
+_SIGNAL_TURNS: Final = 3
 
 
 #: What shows a run while it goes: the live view, progress lines or JSON lines. It runs
@@ -200,7 +205,10 @@ async def execute_run(
     health_client = httpx.AsyncClient(headers={"User-Agent": f"purger/{__version__}"})
     try:
         providers = [create_provider(options, client, env) for client in clients]
-        with StateStore.open(state_path) as store:
+        # From the moment the state may exist, SIGINT/SIGTERM stop the run (exit 3), even
+        # before it sends: the receiver keeps them until the run is there to stop.
+        signals_in = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        with signals_in as received, StateStore.open(state_path) as store:
             record = run_record(plan, options, templates)
             mode, earlier_failures = "run", 0
             if retry_failed:
@@ -208,14 +216,12 @@ async def execute_run(
                     raise UsageError(f"no run recorded in {state_path}: nothing to retry")
                 store.check_resume(record)
                 mode = "retry-failed"
-            elif resume and store.load_run() is not None:
-                store.check_resume(record)
+            elif resume:
+                store.check_resume(record)  # refuses a state that holds no run
                 summary = store.summary()
                 on_resume(summary)
                 mode, earlier_failures = "resume", summary.failures
             else:
-                # A --resume of a state that holds no run: the run before was stopped before
-                # it recorded anything (killed while reading names), so nothing was sent.
                 store.start_run(record)
             pacer = _pacer(pace, providers[0], clock)
             run = Run(
@@ -250,7 +256,7 @@ async def execute_run(
                 earlier_failures=earlier_failures,
             )
             failures = store.failures() if retry_failed else None
-            outcome = await _execute_with_signals(live, run, present, governor, failures)
+            outcome = await _execute_with_signals(live, run, present, governor, failures, received)
             return outcome, store.summary()
     finally:
         for client in [*clients, health_client]:
@@ -263,9 +269,15 @@ async def _execute_with_signals(
     present: Presenter | None,
     governor: Governor | None,
     failures: Sequence[Failure] | None,
+    signals: AsyncIterator[int],
 ) -> RunOutcome:
     async with anyio.create_task_group() as helpers:
-        helpers.start_soon(_stop_on_signals, live)
+        helpers.start_soon(_stop_on_signals, live, signals)
+        # A signal that came during the synchronous start-up waits in the loop's wake-up
+        # pipe: a few loop turns hand it to the receiver, which stops the run before any
+        # call goes out.
+        for _ in range(_SIGNAL_TURNS):
+            await anyio.lowlevel.checkpoint()
         if present is not None:
             helpers.start_soon(present, live)
         if governor is not None:

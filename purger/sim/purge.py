@@ -177,7 +177,7 @@ async def _simulate(
             providers=[provider],
             pacer=pacer,
             store=MemoryStore(),
-            settings=RunSettings(workers=plan.settings.workers),
+            settings=RunSettings(workers=plan.settings.workers, commit_on_loop=True),
             clock=clock,
         )
         async with anyio.create_task_group() as helpers:

@@ -9,7 +9,6 @@ SIGKILLed. Only :class:`RunRecord` fields are written, and a :class:`Secret` is 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -23,9 +22,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from purger.errors import InputError, LockedError, StateMismatchError, UnavailableError, UsageError
+from purger.errors import InputError, StateError, StateMismatchError, UsageError
 from purger.model import Secret, TargetKind
 from purger.planning.plan import Shard
+from purger.state.files import (
+    FileIdentity,
+    check_magic,
+    create_whole,
+    identity,
+    is_disk_trouble,
+    lock,
+    write_trouble,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -37,13 +45,13 @@ __all__ = [
     "StateStore",
     "StateSummary",
     "Verification",
+    "holds_run",
     "status_document",
 ]
 
 SCHEMA_VERSION: Final = 1
 #: "purg" in the SQLite header's application_id tells a purger state from other databases.
 _APPLICATION_ID: Final = 0x70757267
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 #: The run's latest figures for an operator's ``status``: ETA, observed rate. Made on open
 #: too, for states created before it existed.
 _STATUS_TABLE: Final = (
@@ -165,38 +173,59 @@ class StateSummary:
 class StateStore:
     """One run's state in one SQLite file, locked for as long as the store is open."""
 
-    __slots__ = ("_closed", "_db", "_lock_fd", "_path")
+    __slots__ = ("_closed", "_db", "_files", "_lock_fd", "_path")
 
-    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        db: sqlite3.Connection,
+        lock_fd: int | None,
+        files: tuple[FileIdentity | None, FileIdentity] | None = None,
+    ) -> None:
         self._path = path
         self._db = db
         self._lock_fd = lock_fd
+        #: The state and lock files as opened: each commit checks they are still at their
+        #: paths (a deleted state loses what follows; a deleted lock lets a second run in).
+        self._files = files
         self._closed = False
 
     @classmethod
     def open(cls, path: Path) -> StateStore:
-        """Open or create the state at ``path``, taking its lock (:class:`LockedError` if held)."""
-        _check_magic(path)
-        lock_fd = _lock(path)
+        """Open the state at ``path``, or create it whole, taking its lock
+        (:class:`LockedError` if held). A file there that is not a purger state is refused,
+        untouched; a disk that refuses a write is :class:`StateError`."""
+        check_magic(path)
+        lock_fd = lock(path)
         try:
+            if identity(path) is None:
+                create_whole(path, (*_SCHEMA, _STATUS_TABLE, _HISTORY_TABLE))
+                check_magic(path)  # the file now there, ours or made meanwhile
             db = _connect(path)
+            files = (identity(path), (os.fstat(lock_fd).st_dev, os.fstat(lock_fd).st_ino))
         except BaseException:
             os.close(lock_fd)
             raise
-        return cls(path, db, lock_fd)
+        return cls(path, db, lock_fd, files)
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore:
         """Open an existing state to read it, without its lock, while a run may be writing
-        it (``purger status``). Writing through this store fails."""
+        it (``purger status``), with no write access needed. Writing through it fails."""
         if not path.is_file():
             raise InputError("no such state file", where=str(path))
-        _check_magic(path)
+        check_magic(path)
+        uri = f"{path.resolve().as_uri()}?mode=ro"
         try:
-            db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
-            (app_id,) = db.execute("PRAGMA application_id").fetchone()
+            try:
+                db, app_id = _read_only(uri)
+            except sqlite3.Error as err:
+                if not is_disk_trouble(err) or identity(f"{path}-wal") is not None:
+                    raise
+                # SQLite could not make its shared-memory file beside the state (a read-only
+                # directory or mount) and there is no WAL: no run has it open, so it is read
+                # as it is on disk.
+                db, app_id = _read_only(f"{uri}&immutable=1")
         except sqlite3.Error as err:
             raise InputError(f"cannot read state: {err}", where=str(path)) from None
         if app_id != _APPLICATION_ID:
@@ -215,6 +244,8 @@ class StateStore:
         self._closed = True
         try:
             self._db.close()
+        except sqlite3.Error:
+            pass  # every commit is durable already; a checkpoint left undone is redone on open
         finally:
             fd, self._lock_fd = self._lock_fd, None
             if fd is not None:
@@ -256,7 +287,7 @@ class StateStore:
         keys = _to_json(list(record.key_templates), "key_templates")
         urls = _to_json(list(record.url_templates), "url_templates")
         created_at = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._transaction() as db:
+        with self._transaction(sent=False) as db:
             if db.execute("SELECT 1 FROM run").fetchone() is not None:
                 raise UsageError(
                     f"state {self._path} already holds a run; use --resume or another --state"
@@ -278,7 +309,10 @@ class StateStore:
         """Refuse to resume a state made by another plan, provider, options or templates."""
         stored = self.load_run()
         if stored is None:
-            raise UsageError(f"nothing to resume in {self._path}")
+            raise UsageError(
+                f"{self._path} holds no run to resume (the run that made it stopped before it"
+                " began; nothing was sent): run without --resume, or with --resume-or-start"
+            )
         differences = _differences(stored, record)
         if differences:
             raise StateMismatchError(
@@ -315,7 +349,8 @@ class StateStore:
         reason, and the others count as purged in their shard."""
         if not updates and not failures and not status and not history and not retried:
             return
-        with self._transaction() as db:
+        self._check_in_place()
+        with self._transaction(sent=True) as db:
             if retried:
                 self._settle(db, retried, failures)
             now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -425,7 +460,7 @@ class StateStore:
     ) -> None:
         """Append ``probes``, and make ``still_bad`` the failures a verify leaves (those
         of an earlier verify go: their targets were looked at again), all or none."""
-        with self._transaction() as db:
+        with self._transaction(sent=True) as db:
             now = datetime.now(UTC).isoformat(timespec="seconds")
             db.executemany(
                 "INSERT INTO verification (at, round, target, node, verdict, detail)"
@@ -460,10 +495,30 @@ class StateStore:
             shards=shards, shards_done=done, targets_done=targets, failures=failures
         )
 
+    def _check_in_place(self) -> None:
+        """Stop (:class:`StateError`, resumable) when the state or the lock file the run
+        opened is no longer at its path: deleted or replaced under the run."""
+        if self._files is None:
+            return
+        state, lock_file = self._files
+        if identity(self._path) != state:
+            raise StateError(
+                f"{self._path}: the state file was deleted or replaced during the run; "
+                "stopped, sending nothing more (the progress it held went with it)",
+                resumable=True,
+            )
+        if identity(f"{self._path}.lock") != lock_file:
+            raise StateError(
+                f"{self._path}.lock was deleted or replaced during the run, so a second run "
+                "could take the state; stopped, nothing is lost: --resume",
+                resumable=True,
+            )
+
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing, even on KeyboardInterrupt; a database error is UnavailableError,
-        since a run cannot go on without its state (one line naming the file, no traceback)."""
+    def _transaction(self, *, sent: bool) -> Iterator[sqlite3.Connection]:
+        """All or nothing, even on KeyboardInterrupt; a database error is
+        :class:`StateError`, since a run cannot go on without its state (one line naming
+        the file and why; ``sent``: the run has begun, so it stopped, resumable)."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -474,77 +529,48 @@ class StateStore:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as err:
-            raise UnavailableError(f"cannot write state {self._path}: {err}") from None
+            raise write_trouble(self._path, err, sent=sent) from None
 
 
-def _check_magic(path: Path) -> None:
-    """Refuse a file that is not SQLite before anything (even the lock file) is created."""
+def _read_only(uri: str) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to ``uri`` and the file's application id (closed on error)."""
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False)
     try:
-        with path.open("rb") as file:
-            head = file.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        raise InputError(f"cannot read state: {err.strerror or err}", where=str(path)) from None
-    if head and head != _SQLITE_MAGIC:
-        raise InputError("not a purger state file (not an SQLite database)", where=str(path))
-
-
-def _lock(path: Path) -> int:
-    """Hold an exclusive flock on ``FILE.lock`` and write our pid in it for the next comer.
-    The file is never deleted: unlinking a lock file lets two runs lock two inodes."""
-    lock_path = f"{path}.lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise InputError(
-            f"cannot create lock file: {err.strerror or err}", where=lock_path
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise LockedError(f"{path} is in use by another purger run (pid {holder})") from None
-    except OSError as err:
-        os.close(fd)
-        raise UnavailableError(f"cannot lock {lock_path}: {err.strerror or err}") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db, app_id
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """Open ``path`` and set it up, writing nothing (not even ``journal_mode``) until reads
-    have shown it is empty or a purger state of this schema version."""
+    """Open the purger state at ``path`` and set it up, writing nothing (not even
+    ``journal_mode``) until reads have shown it is a purger state of this schema version."""
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as err:
+        if is_disk_trouble(err):
+            raise write_trouble(path, err, sent=False) from None
         raise InputError(f"cannot open state: {err}", where=str(path)) from None
     try:
         db.execute("PRAGMA synchronous = FULL")
         (app_id,) = db.execute("PRAGMA application_id").fetchone()
         (version,) = db.execute("PRAGMA user_version").fetchone()
-        (objects,) = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        fresh = app_id == 0 and version == 0 and objects == 0
-        if not fresh and app_id != _APPLICATION_ID:
+        if app_id != _APPLICATION_ID:
             raise InputError("not a purger state file (another SQLite database)", where=str(path))
-        if not fresh and version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             raise InputError(
                 f"state schema version {version}; this purger reads version {SCHEMA_VERSION}",
                 where=str(path),
             )
         db.execute("PRAGMA journal_mode = WAL")
-        if fresh:
-            db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                db.execute(statement)
-            db.execute("COMMIT")
         db.execute(_STATUS_TABLE)
         db.execute(_HISTORY_TABLE)
         db.execute(_VERIFY_TABLE)
     except sqlite3.Error as err:
         db.close()
+        if is_disk_trouble(err):
+            raise write_trouble(path, err, sent=False) from None
         raise InputError(f"cannot use as a purger state: {err}", where=str(path)) from None
     except BaseException:
         db.close()
@@ -596,6 +622,15 @@ def _differences(stored: RunRecord, new: RunRecord) -> list[str]:
             f" (state has {len(stored.shards)}, this plan {len(new.shards)})"
         )
     return found
+
+
+def holds_run(path: Path) -> bool:
+    """Whether ``path`` is a purger state with a run recorded (``--resume-or-start``);
+    ``False`` when there is no file; a file that is not a state is refused."""
+    if identity(path) is None:
+        return False
+    with StateStore.open_readonly(path) as store:
+        return store.load_run() is not None
 
 
 def status_document(store: StateStore) -> dict[str, object]:

@@ -263,12 +263,16 @@ def test_a_failed_call_is_retried_and_the_run_completes(names, tmp_path, httpx_m
     assert calls[0].content == calls[1].content  # the same batch, sent again
 
 
-def test_resume_needs_an_existing_state_but_not_a_recorded_run(names, tmp_path):
+def test_resume_needs_an_existing_state_with_a_recorded_run(names, tmp_path):
     """--resume of a missing file is a usage error (a typo must not start a new run); of a
-    file that holds no run yet (the run was killed before recording it), it starts."""
+    state that holds no run (one killed before recording it) too: --resume never starts
+    from zero; --resume-or-start does."""
     state = tmp_path / "state.sqlite"
     assert_one_line_error(null_run(names, state, "--resume"), 2, "no state at")
-    StateStore.open(state).close()  # what a run killed while reading names leaves behind
-    result = null_run(names, state, "--resume")
+    StateStore.open(state).close()  # what a run killed before recording its run leaves
+    assert_one_line_error(
+        null_run(names, state, "--resume"), 2, "holds no run to resume", "--resume-or-start"
+    )
+    result = null_run(names, state, "--resume-or-start")
     assert result.exit_code == 0, result.output
     assert "done: 100 targets purged" in result.stderr

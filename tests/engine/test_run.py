@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from purger.engine.run import Run, RunSettings, RunStatus
-from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError
+from purger.errors import AuthError, RateLimitedError, RejectedError, StateError, TransientError
 from purger.model import Batch, BatchResult, TargetKind
 from purger.names.nameset import NameSet, Normalization, build_name_set
 from purger.pacing.pacer import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
@@ -21,6 +22,7 @@ from purger.pacing.retrying import RetryPolicy
 from purger.planning.plan import Plan, PlanSettings, make_plan
 from purger.planning.targets import Template, parse_templates, targets_of
 from purger.sim.virtual_time import run_in_virtual_time
+from purger.state.files import write_refused
 from purger.state.sqlite import RunRecord, StateStore
 from tests.fakes import FakeClock, ScriptedProvider
 
@@ -464,7 +466,8 @@ def test_calls_go_to_the_least_busy_provider(tmp_path):
                 providers=[slow, fast],
                 pacer=pacer,
                 store=store,
-                settings=RunSettings(workers=2, retry=FAST_RETRY),
+                # A commit in a thread would let virtual time jump over it.
+                settings=RunSettings(workers=2, retry=FAST_RETRY, commit_on_loop=True),
                 clock=clock,
             )
             await run.execute()
@@ -473,3 +476,104 @@ def test_calls_go_to_the_least_busy_provider(tmp_path):
     assert slow.most_in_flight <= 2
     assert len(fast.purged) > 5 * len(slow.purged)
     assert sorted(purged(slow) + purged(fast)) == sorted(all_targets(names, templates))
+
+
+class _GatedStore:
+    """A state store whose commits wait until the test lets them through (a slow disk),
+    counting the provider's answers each commit found waiting."""
+
+    def __init__(self, inner: StateStore, provider: ScriptedProvider) -> None:
+        self._inner = inner
+        self._provider = provider
+        self.gate = threading.Event()
+        self.committed_answers = 0
+        self.most_uncommitted = 0
+
+    def progress(self):  # type: ignore[no-untyped-def]
+        return self._inner.progress()
+
+    def commit(self, updates, failures=(), status=None, history=(), retried=()):  # type: ignore[no-untyped-def]
+        # Every answer so far is either committed or waiting: the latter are what a kill
+        # now would make a resume send again.
+        uncommitted = len(self._provider.purged) - self.committed_answers
+        self.most_uncommitted = max(self.most_uncommitted, uncommitted)
+        answered = len(self._provider.purged)
+        self.gate.wait(timeout=0.02)  # a slow fsync: the loop goes on meanwhile
+        self._inner.commit(updates, failures, status, history, retried)
+        self.committed_answers = answered
+
+
+async def test_answers_waiting_for_a_slow_commit_stay_within_the_concurrency(tmp_path):
+    """A call's slot is freed only once its answer is committed: however slow the disk,
+    the answered calls not yet in the state never exceed the concurrency cap, so a kill
+    at any moment costs at most that many batches on resume."""
+    names = name_set(400)
+    plan = make_plan(names, PlanSettings(shards=8, workers=4))
+    templates = parse_templates([], ["https://h.example/{name}"])  # one target per call
+    provider = ScriptedProvider(max_targets=4)
+    with open_store(tmp_path, plan, templates) as inner:
+        store = _GatedStore(inner, provider)
+        clock = AnyioClock()
+        pacer = Pacer(
+            clock=clock,
+            targets=TokenBucket(math.inf, 1, clock),
+            limit=AdaptiveLimit(4, clock=clock),
+        )
+        run = Run(
+            plan=plan,
+            name_set=names,
+            templates=templates,
+            providers=[provider],
+            pacer=pacer,
+            store=store,
+            settings=RunSettings(workers=4, retry=FAST_RETRY),
+            clock=clock,
+        )
+        outcome = await run.execute()
+    assert outcome.status is RunStatus.DONE
+    assert len(provider.purged) == 400
+    assert store.most_uncommitted <= 4
+
+
+class _FailingStore:
+    """A state store whose disk fills (or fails an fsync) after ``good`` commits."""
+
+    def __init__(self, inner: StateStore, good: int, error: StateError) -> None:
+        self._inner = inner
+        self._good = good
+        self._error = error
+        self.commits = 0
+
+    def progress(self):  # type: ignore[no-untyped-def]
+        return self._inner.progress()
+
+    def commit(self, updates, failures=(), status=None, history=(), retried=()):  # type: ignore[no-untyped-def]
+        self.commits += 1
+        if self.commits > self._good:
+            raise self._error
+        self._inner.commit(updates, failures, status, history, retried)
+
+
+@pytest.mark.parametrize("why", ["No space left on device", "Input/output error"])
+async def test_a_state_that_cannot_be_written_stops_the_run_at_once(tmp_path, why):
+    """The third commit fails: the run sends almost nothing more (the calls already under
+    way at most) and raises the one-line, resumable StateError, no ExceptionGroup."""
+    names = name_set(400)
+    plan = make_plan(names, PlanSettings(shards=8, workers=4))
+    templates = parse_templates([], ["https://h.example/{name}"])
+    provider = ScriptedProvider(max_targets=4)
+    error = write_refused("p.sqlite", why, sent=True)
+    with open_store(tmp_path, plan, templates) as inner:
+        store = _FailingStore(inner, 2, error)
+        run = make_run(plan, names, templates, provider, store, FakeClock(), concurrency=4)  # type: ignore[arg-type]
+        with pytest.raises(StateError) as raised:
+            await run.execute()
+        progress = inner.progress()
+    assert raised.value is error
+    assert raised.value.resumable
+    assert f"p.sqlite: cannot write the state ({why})" in str(raised.value)
+    assert store.commits == 3  # nothing is committed after the failure
+    # Sent: what the two good commits hold, the failed commit's, and the calls then in
+    # flight, each bounded by the concurrency cap of 4.
+    assert len(provider.calls) <= 3 * 4
+    assert sum(p.targets_done for p in progress.values()) <= 2 * 4

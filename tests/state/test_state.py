@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from purger.errors import InputError, LockedError, StateMismatchError, UsageError
+from purger.errors import InputError, LockedError, StateError, StateMismatchError, UsageError
 from purger.model import Secret, TargetKind
 from purger.planning.plan import Shard
 from purger.state.sqlite import (
@@ -323,7 +325,7 @@ def test_check_resume_names_fingerprint_first_and_each_option(store):
 
 def test_check_resume_without_a_run_is_usage_error(path):
     """Resuming a fresh store is a usage error naming the file."""
-    with StateStore.open(path) as fresh, pytest.raises(UsageError, match="nothing to resume in"):
+    with StateStore.open(path) as fresh, pytest.raises(UsageError, match="holds no run to resume"):
         fresh.check_resume(make_record())
 
 
@@ -372,12 +374,26 @@ def test_other_schema_version_is_input_error_and_untouched(path, store):
     assert path.read_bytes() == before
 
 
-def test_empty_file_is_a_fresh_store(path):
-    """A zero-byte file (as from mktemp) is taken as a new state, as SQLite itself does."""
+def test_an_empty_file_is_refused_untouched(path):
+    """A zero-byte file (a truncated state) is not a fresh one: refused, left as it is,
+    and no lock file is made beside it."""
     path.touch()
-    with StateStore.open(path) as fresh:
-        fresh.start_run(make_record())
-        assert fresh.load_run() is not None
+    with pytest.raises(InputError, match="not a purger state file"):
+        StateStore.open(path)
+    assert path.stat().st_size == 0
+    assert not Path(f"{path}.lock").exists()
+
+
+def test_an_empty_sqlite_database_is_refused_untouched(path):
+    """A valid but empty SQLite database that purger did not make is not taken over."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.execute("DROP TABLE t")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="not a purger state file"):
+        StateStore.open(path)
+    assert path.read_bytes() == before
 
 
 @pytest.mark.parametrize(
@@ -508,3 +524,156 @@ def test_settling_retried_failures_clears_the_purged_and_keeps_the_refused(store
     assert progress[1].targets_done == 1
     assert progress[2].targets_done == 1
     assert status_document(store)["failure_reasons"] == [{"reason": "400 new", "count": 1}]
+
+
+def test_a_lock_file_the_full_disk_cannot_take_is_one_line_could_not_start(path, monkeypatch):
+    """Disk full while writing the pid into the lock file: StateError, not resumable
+    (exit 4: nothing was sent), naming the file and the system's reason; no state made."""
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("purger.state.files.os.pwrite", full)
+    with pytest.raises(StateError) as raised:
+        StateStore.open(path)
+    assert not raised.value.resumable
+    assert str(raised.value).startswith(
+        f"{path}.lock: cannot write the state (No space left on device); nothing was sent"
+    )
+    assert not path.exists()
+
+
+class _FailingDb:
+    """A connection whose COMMIT fails as SQLite fails on a full disk or an fsync EIO."""
+
+    def __init__(self, db: sqlite3.Connection, code: int, message: str) -> None:
+        self._db = db
+        self._code = code
+        self._message = message
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            error = sqlite3.OperationalError(self._message)
+            error.sqlite_errorcode = self._code  # type: ignore[attr-defined]
+            raise error
+        return self._db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: object) -> sqlite3.Cursor:
+        return self._db.executemany(sql, *args)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "why"),
+    [
+        (13, "database or disk is full", "No space left on device"),  # SQLITE_FULL
+        (10 | (4 << 8), "disk I/O error", "Input/output error"),  # SQLITE_IOERR_FSYNC
+    ],
+)
+def test_a_commit_the_disk_refuses_is_a_resumable_one_line_error(path, code, message, why):
+    """A commit that cannot be written mid-run: StateError naming the file and the reason,
+    resumable (exit 3), and nothing of it kept (all or none)."""
+    with StateStore.open(path) as store:
+        store.start_run(make_record())
+        store._db = _FailingDb(store._db, code, message)  # type: ignore[assignment]
+        with pytest.raises(StateError) as raised:
+            store.commit([ShardProgress(shard_id=0, cursor="m", targets_done=5)])
+        assert raised.value.resumable
+        assert str(raised.value) == (
+            f"{path}: cannot write the state ({why}); stopped, nothing is lost: "
+            f"{'free space' if code == 13 else 'fix the disk'}, then --resume"
+        )
+        assert store.progress()[0].targets_done == 0
+
+
+@pytest.mark.parametrize("which", ["state", "lock"])
+def test_a_state_or_lock_file_deleted_under_the_run_stops_it(path, which):
+    """The state (or its lock) deleted while the run holds it: the next commit refuses,
+    resumable, naming the file (a deleted lock would let a second run in)."""
+    with StateStore.open(path) as store:
+        store.start_run(make_record())
+        store.commit([ShardProgress(shard_id=0, cursor="c", targets_done=1)])
+        gone = path if which == "state" else Path(f"{path}.lock")
+        gone.unlink()
+        with pytest.raises(StateError, match="deleted or replaced during the run") as raised:
+            store.commit([ShardProgress(shard_id=0, cursor="m", targets_done=5)])
+        assert raised.value.resumable
+        assert str(raised.value).startswith(str(gone))
+
+
+def test_a_state_is_never_left_half_made(path, monkeypatch):
+    """A state is built beside its path and linked in whole: a failure while making it
+    leaves neither the file nor the temporary one behind."""
+
+    def refused(*args: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr("purger.state.files.os.fsync", refused)
+    with pytest.raises(StateError, match=r"cannot write the state \(Input/output error\)"):
+        StateStore.open(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{path.name}.lock"]
+
+
+MOUNT = shutil.which("mount") or "/bin/mount"
+UMOUNT = shutil.which("umount") or "/bin/umount"
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory on a read-only mount (a small tmpfs remounted ro): root included, nothing
+    can be created in it. Needs the right to mount (root in the container)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    made = subprocess.run(
+        [MOUNT, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        gone = subprocess.run([UMOUNT, str(mount)], capture_output=True, check=False)
+        assert gone.returncode == 0, gone.stderr.decode()
+
+
+def test_status_reads_a_state_on_a_read_only_mount(read_only_dir):
+    """A state closed cleanly (no WAL left), then its mount made read-only: it reads."""
+    path = read_only_dir / "run.sqlite"
+    with StateStore.open(path) as store:
+        store.start_run(make_record())
+        store.commit([ShardProgress(shard_id=1, cursor="k", targets_done=9)])
+    Path(f"{path}.lock").unlink()
+    subprocess.run([MOUNT, "-o", "remount,ro", str(read_only_dir)], check=True)
+    with StateStore.open_readonly(path) as store:
+        assert store.progress()[1].targets_done == 9
+        assert status_document(store)["targets_done"] == 9
+    assert sorted(p.name for p in read_only_dir.iterdir()) == ["run.sqlite"]
+
+
+def test_status_reads_a_killed_runs_state_on_a_read_only_mount(read_only_dir):
+    """A run SIGKILLed (its WAL and shared-memory files left), then the mount made
+    read-only: the read sees what the WAL holds."""
+    path = read_only_dir / "run.sqlite"
+    with StateStore.open(path) as store:
+        store.start_run(make_record())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert Path(f"{path}-wal").exists()
+    subprocess.run([MOUNT, "-o", "remount,ro", str(read_only_dir)], check=True)
+    with StateStore.open_readonly(path) as store:
+        assert store.progress()[0].targets_done == 7
