@@ -10,6 +10,7 @@ from rich.console import Console
 
 from purger.cli._app import NAMES_PANEL, STATE_PANEL, ExitCode, _exit_codes, app
 from purger.cli._job import ConfigOpt
+from purger.cli._metrics_options import MetricsSettings
 from purger.cli._names import plan_and_names
 from purger.cli._names_options import NamesOptions, PlanNames, PlanOrNamesArg, Targets
 from purger.cli._options import number, number_value, with_options
@@ -45,6 +46,7 @@ def run(
     health: Health,
     state: StateOptions,
     output: Output,
+    metrics: MetricsSettings,
     workers: Annotated[
         str | None,
         number("plan.workers", "Shards purged at once (default: the plan's).", NAMES_PANEL),
@@ -109,6 +111,7 @@ def run(
             signals=signals.specs,
             control=health.control(pace.rate) if signals.specs else None,
             min_rate=health.min_rate,
+            metrics=metrics,
         )
         interactive = is_interactive()
         if not output.yes:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -18,12 +18,14 @@ from rich.console import Console
 from purger.cli._app import ExitCode
 from purger.cli.live import LiveView, cbreak, terminal_keys
 from purger.cli.logs import JsonLog, TextLog, progress_line
+from purger.engine.monitor import LiveRun
 from purger.engine.run import RunOutcome, RunSettings, RunStatus
 from purger.errors import StateError
 from purger.health.control import ControlSettings, Decision
 from purger.health.signals import SignalSpec
 from purger.launch.build import PaceOptions, Presenter, execute_run
 from purger.names.nameset import NameSet
+from purger.observability.publish import MetricsPublisher, MetricsSettings
 from purger.pacing.pacer import AnyioClock
 from purger.planning.plan import Plan
 from purger.planning.targets import Template
@@ -50,6 +52,8 @@ class RunRequest:
     signals: Sequence[SignalSpec]
     control: ControlSettings | None
     min_rate: float
+    #: Where the run's own metrics go; nowhere by default.
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +99,12 @@ def run_with_state(request: RunRequest, output: Output) -> int:
                 f"{summary.targets_done:,} targets purged"
             )
 
+    publisher = None
+    if request.metrics.wanted:
+        soft = "hard" if request.options.hard else "soft"
+        publisher = MetricsPublisher(request.metrics, provider=request.options.name, purge=soft)
+        publisher.start()  # a port in use is a usage error, before anything is sent
+        present = alongside(present, publisher.present)
     try:
         with terminal:
             outcome, total = _run(request, present, on_resume, on_decision)
@@ -102,7 +112,21 @@ def run_with_state(request: RunRequest, output: Output) -> int:
         if not error.resumable:
             raise  # before anything was sent: could not start (exit 4)
         return _state_failed(error, output.err, json_log)
+    finally:
+        if publisher is not None:
+            publisher.close()
     return _last_words(request, output, text, json_log, outcome, total)
+
+
+def alongside(*presenters: Presenter) -> Presenter:
+    """One presenter running ``presenters`` together (the run cancels it when it ends)."""
+
+    async def present(live: LiveRun) -> None:
+        async with anyio.create_task_group() as group:
+            for each in presenters:
+                group.start_soon(each, live)
+
+    return present
 
 
 def _run(

@@ -161,6 +161,14 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             meaning="text: live view or progress lines; json: one JSON object a line"),
     Setting(key="run.progress_interval", kind="float", flag="--progress-interval", above=0,
             meaning="seconds between progress lines or JSON progress events"),
+    Setting(key="metrics.port", kind="int", flag="--metrics-port", minimum=0, maximum=65535,
+            meaning="serve purger's Prometheus metrics on this port while it runs (0: any)"),
+    Setting(key="metrics.address", kind="str", flag="--metrics-address",
+            meaning="address the metrics page listens on (default 127.0.0.1)"),
+    Setting(key="metrics.textfile", kind="path", flag="--metrics-textfile",
+            meaning="write the metrics here atomically every tick, for node_exporter"),
+    Setting(key="metrics.pushgateway", kind="url", flag="--metrics-pushgateway",
+            meaning="push the metrics to this Pushgateway every tick and at the end"),
 )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from purger.engine.monitor import Snapshot
 
-__all__ = ["RunLabels", "SnapshotCollector", "registry_for"]
+__all__ = ["Labels", "RunLabels", "SnapshotCollector", "registry_for"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,11 +33,15 @@ class RunLabels:
     mode: str
 
 
+#: The run's labels, or how to read them once the run has begun (``None``: not yet).
+Labels = RunLabels | Callable[[], RunLabels | None]
+
+
 class SnapshotCollector(Collector):
     """Metric families from the latest snapshot ``read()`` returns (``None``: not started,
-    and only ``purger_run_info`` is exposed)."""
+    and only ``purger_run_info`` is exposed); nothing before the run's labels are known."""
 
-    def __init__(self, labels: RunLabels, read: Callable[[], Snapshot | None]) -> None:
+    def __init__(self, labels: Labels, read: Callable[[], Snapshot | None]) -> None:
         self._labels = labels
         self._read = read
 
@@ -46,8 +50,10 @@ class SnapshotCollector(Collector):
         return iter(())
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
+        labels = self._labels if isinstance(self._labels, RunLabels) else self._labels()
+        if labels is None:
+            return
         info = InfoMetricFamily("purger_run", "The run being purged.")
-        labels = self._labels
         info.add_metric(
             [],
             {
@@ -63,7 +69,7 @@ class SnapshotCollector(Collector):
             yield from _families(snapshot)
 
 
-def registry_for(labels: RunLabels, read: Callable[[], Snapshot | None]) -> CollectorRegistry:
+def registry_for(labels: Labels, read: Callable[[], Snapshot | None]) -> CollectorRegistry:
     """A registry of its own (not the process-global one) holding the run's collector."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(labels, read))
