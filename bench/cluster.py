@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Final, TypeVar
@@ -439,14 +439,33 @@ class Prometheus:
     pid: int
     client: httpx.Client = field(repr=False)
 
-    def query(self, expression: str) -> list[tuple[dict[str, str], float]]:
-        """The instant vector of ``expression`` now (``/api/v1/query``): labels and value."""
-        response = self.client.get("/api/v1/query", params={"query": expression})
+    def query(self, expression: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
+        """The instant vector of ``expression`` now, or at unix time ``at``
+        (``/api/v1/query``): labels and value."""
+        params = {"query": expression} | ({} if at is None else {"time": f"{at:.3f}"})
+        response = self.client.get("/api/v1/query", params=params)
         response.raise_for_status()
         body = response.json()
         if body.get("status") != "success" or body["data"]["resultType"] != "vector":
             raise ClusterError(f"prometheus query {expression!r} failed: {body}")
         return [(item["metric"], float(item["value"][1])) for item in body["data"]["result"]]
+
+    def query_range(
+        self, expression: str, start: float, end: float, step: float = 1.0
+    ) -> list[tuple[float, float]]:
+        """The samples of the one series ``expression`` gives between ``start`` and
+        ``end`` (unix times), every ``step`` seconds: (time, value)."""
+        params = {"query": expression, "start": start, "end": end, "step": step}
+        response = self.client.get("/api/v1/query_range", params=params)
+        response.raise_for_status()
+        body = response.json()
+        if body.get("status") != "success" or body["data"]["resultType"] != "matrix":
+            raise ClusterError(f"prometheus range query {expression!r} failed: {body}")
+        return [
+            (float(at), float(value))
+            for series in body["data"]["result"]
+            for at, value in series["values"]
+        ]
 
     def wait_for_scrape(self, job: str = "origin", timeout: float = 15.0) -> None:
         """Until the first scrape of ``job`` succeeded (``up == 1``). Prometheus 2.42 takes
@@ -467,6 +486,7 @@ def run_prometheus(
     scrape_interval: float = 1.0,
     workdir: Path | None = None,
     timeout: float = 30.0,
+    extra_jobs: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[Prometheus]:
     """Prometheus scraping ``targets`` (``host:port``) every ``scrape_interval`` seconds,
     its TSDB in the temporary directory."""
@@ -484,10 +504,11 @@ def run_prometheus(
                     },
                     "scrape_configs": [
                         {
-                            "job_name": job,
+                            "job_name": name,
                             "scrape_timeout": f"{scrape_interval:g}s",
-                            "static_configs": [{"targets": list(targets)}],
+                            "static_configs": [{"targets": list(hosts)}],
                         }
+                        for name, hosts in {job: targets, **(extra_jobs or {})}.items()
                     ],
                 },
                 indent=1,
@@ -571,6 +592,7 @@ def run_cluster(
     max_age: int = 3600,
     grace: float = 30.0,
     workdir: Path | None = None,
+    extra_jobs: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[Cluster]:
     """Origin, then Varnish before it, then (if asked) Prometheus scraping the origin and
     already holding its first scrape; stopped in the reverse order."""
@@ -584,6 +606,8 @@ def run_cluster(
             yield Cluster(origin, varnish)
             return
         target = f"127.0.0.1:{origin.port}"
-        with run_prometheus([target], workdir=workdir and workdir / "prometheus") as server:
+        with run_prometheus(
+            [target], workdir=workdir and workdir / "prometheus", extra_jobs=extra_jobs
+        ) as server:
             server.wait_for_scrape()
             yield Cluster(origin, varnish, server)

@@ -34,6 +34,14 @@ def _metrics(
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = "127.0.0.1",
+    metrics_linger: Annotated[
+        str,
+        number(
+            "metrics.linger",
+            "With --metrics-port: seconds to keep serving the final figures after the run.",
+            OUTPUT_PANEL,
+        ),
+    ] = "0",
     metrics_textfile: Annotated[
         Path | None,
         typer.Option(
@@ -61,6 +69,7 @@ def _metrics(
     return MetricsSettings(
         port=number_value("metrics.port", metrics_port),
         address=metrics_address,
+        linger=number_value("metrics.linger", metrics_linger),
         textfile=metrics_textfile,
         pushgateway=metrics_pushgateway,
     )

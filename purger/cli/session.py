@@ -106,16 +106,17 @@ def run_with_state(request: RunRequest, output: Output) -> int:
         publisher.start()  # a port in use is a usage error, before anything is sent
         present = alongside(present, publisher.present)
     try:
-        with terminal:
-            outcome, total = _run(request, present, on_resume, on_decision)
-    except StateError as error:
-        if not error.resumable:
-            raise  # before anything was sent: could not start (exit 4)
-        return _state_failed(error, output.err, json_log)
+        try:
+            with terminal:
+                outcome, total = _run(request, present, on_resume, on_decision)
+        except StateError as error:
+            if not error.resumable:
+                raise  # before anything was sent: could not start (exit 4)
+            return _state_failed(error, output.err, json_log)
+        return _last_words(request, output, text, json_log, outcome, total)
     finally:
-        if publisher is not None:
+        if publisher is not None:  # after the last words: the linger serves final figures
             publisher.close()
-    return _last_words(request, output, text, json_log, outcome, total)
 
 
 def alongside(*presenters: Presenter) -> Presenter:

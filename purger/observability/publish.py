@@ -5,6 +5,7 @@ textfile rewritten and the Pushgateway pushed every tick, and both once more at 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ class MetricsSettings:
 
     port: int | None = None
     address: str = "127.0.0.1"
+    #: Seconds the page keeps serving the final figures after the run, so that the last
+    #: scrape of a short run sees them.
+    linger: float = 0.0
     textfile: Path | None = None
     pushgateway: str | None = None
 
@@ -67,7 +71,9 @@ class MetricsPublisher:
         return None if self._server is None else self._server.port
 
     def close(self) -> None:
+        """Stop serving, after ``linger`` seconds of serving the final figures."""
         if self._server is not None:
+            time.sleep(self._settings.linger)
             self._server.close()
             self._server = None
 

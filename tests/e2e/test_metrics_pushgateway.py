@@ -3,6 +3,9 @@ on a free loopback port), the way a Kubernetes CronJob leaves a trace."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -51,3 +54,25 @@ def test_each_push_replaces_the_runs_group(pushgateway):
     assert pushed(pushgateway, "purger_targets_total", outcome="purged", **group) == [9_000]
     assert pushed(pushgateway, "purger_eta_seconds", **group) == [0.0]
     assert pushed(pushgateway, "purger_run_info", provider="varnish", **group) == [1.0]
+
+
+def test_a_cron_style_run_leaves_its_final_figures_on_the_pushgateway(pushgateway, tmp_path):
+    """``purger run --yes --log-format json --metrics-pushgateway URL`` with no terminal, as
+    a CronJob runs it: when it has exited, the Pushgateway holds the run's final figures
+    under its run id."""
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"cron-{i:04d}\n" for i in range(2_000)))
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "purger", "run", str(names), "--yes", "--provider", "null",
+            "--key-template", "project/{name}", "--state", str(tmp_path / "s.sqlite"),
+            "--rate", "inf", "--log-format", "json", "--metrics-pushgateway", pushgateway,
+        ],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    last = json.loads(done.stdout.splitlines()[-1])
+    group = {"job": "purger", "run_id": last["run_id"]}
+    assert pushed(pushgateway, "purger_targets_total", outcome="purged", **group) == [2_000]
+    assert pushed(pushgateway, "purger_shards", state="pending", **group) == [0]
+    assert pushed(pushgateway, "purger_run_info", provider="null", **group) == [1.0]
