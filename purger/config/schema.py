@@ -166,7 +166,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="metrics.address", kind="str", flag="--metrics-address",
             meaning="address the metrics page listens on (default 127.0.0.1)"),
     Setting(key="metrics.linger", kind="float", flag="--metrics-linger", minimum=0,
-            maximum=3600, meaning="seconds the metrics page serves the final figures after the run"),
+            maximum=3600, meaning="seconds the metrics page serves final figures after the run"),
     Setting(key="metrics.textfile", kind="path", flag="--metrics-textfile",
             meaning="write the metrics here atomically every tick, for node_exporter"),
     Setting(key="metrics.pushgateway", kind="url", flag="--metrics-pushgateway",
