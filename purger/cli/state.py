@@ -19,6 +19,7 @@ from purger.cli._app import (
     _exit_codes,
     app,
 )
+from purger.observability.state_metrics import state_exposition
 from purger.state.sqlite import StateStore, status_document
 from purger.ui.status import render_status
 
@@ -98,10 +99,22 @@ def status_of(state: Path) -> dict[str, object]:
     return {"status": str(situation), **document, "last_error": last_error}
 
 
+class StatusFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    PROMETHEUS = "prometheus"
+
+
 @app.command()
 def status(
     state: StateArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    fmt: Annotated[
+        StatusFormat,
+        typer.Option(
+            "--format", help="text, json, or prometheus (the run's metrics, text exposition)."
+        ),
+    ] = StatusFormat.TEXT,
 ) -> None:
     """Where a run stands (running, paused, stopped, done, failed), from its state file:
     targets, failures, the last error, rate and ETA, the shards not done. Safe while the
@@ -113,8 +126,10 @@ def status(
     err = Console(stderr=True)
     with _exit_codes(err):
         document = status_of(state)
-        if as_json:
+        if as_json or fmt is StatusFormat.JSON:
             typer.echo(json.dumps(document, indent=1))
+        elif fmt is StatusFormat.PROMETHEUS:
+            typer.echo(state_exposition(document), nl=False)
         else:
             render_status(out, document)
 

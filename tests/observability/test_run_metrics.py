@@ -6,6 +6,9 @@ from __future__ import annotations
 import socket
 
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from purger.cli import app
 
 from tests.cli.test_cli_run import assert_one_line_error, names, null_run  # noqa: F401
 
@@ -54,3 +57,17 @@ def test_bad_metrics_options_are_one_line_errors(names, tmp_path):  # noqa: F811
         null_run(names, state, "--metrics-pushgateway", "not a url"), 2, "--metrics-pushgateway"
     )
     assert not state.exists()
+
+
+def test_status_prints_a_finished_runs_metrics_from_its_state(names, tmp_path):  # noqa: F811
+    """``purger status --format prometheus`` reads the state: what the run purged, where it
+    stands, in the text format node_exporter and Prometheus parse."""
+    state = tmp_path / "s.sqlite"
+    assert null_run(names, state).exit_code == 0
+    result = CliRunner().invoke(app, ["status", "--state", str(state), "--format", "prometheus"])
+    assert result.exit_code == 0, result.output
+    assert values(result.stdout, "purger_targets_total", outcome="purged") == [100]
+    assert values(result.stdout, "purger_run_status", status="done") == [1]
+    assert values(result.stdout, "purger_run_status", status="running") == [0]
+    assert values(result.stdout, "purger_shards", state="pending") == [0]
+    assert values(result.stdout, "purger_run_info", provider="null")
