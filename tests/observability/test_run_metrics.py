@@ -9,7 +9,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from purger.cli import app
-
 from tests.cli.test_cli_run import assert_one_line_error, names, null_run  # noqa: F401
 
 
