@@ -24,6 +24,7 @@ from purger.health.control import ControlSettings
 from purger.names.nameset import NameSet, Normalization, WeightSpec, WeightTransform, build_name_set
 from purger.names.sources import NamesSource, read_records
 from purger.planning.plan import PlanSettings, make_plan
+from purger.sim import demo
 from purger.sim.cdn import SimConfig
 from purger.sim.oracle import Limits, Verdict, best_safe_rate, judge
 from purger.sim.purge import SimulationResult, origin_signals, simulate_purge
@@ -59,10 +60,10 @@ def pypi_sample() -> NameSet:
 
 SCENARIOS: dict[str, Scenario] = {
     "demo": Scenario(
-        what="purger demo: 102k PyPI names (zipf), capacity 1000 -> 600 at 300 s, tick 5, D 30",
+        what="purger demo: 102k PyPI names (zipf), capacity 1000 -> 600 at 200 s, tick 5, D 30",
         names=pypi_sample,
-        config=SimConfig(seed=1, request_rate=20_000.0, capacity_changes=((300.0, 600.0),)),
-        control=ControlSettings(initial_rate=100, feedback_delay=30, tick=5),
+        config=demo.config(1),
+        control=demo.CONTROL,
     ),
     "steady": Scenario(
         what="200k names of equal traffic, capacity 1000, tick 5, D 45",
@@ -71,15 +72,15 @@ SCENARIOS: dict[str, Scenario] = {
         control=ControlSettings(initial_rate=100, feedback_delay=45, tick=5),
         workers=4,
     ),
-    "big-soft": Scenario(
-        what="102k PyPI names, soft purge, capacity 3000, traffic 50k/s, lag 8 s, tick 2, D 20",
+    "soft-origin": Scenario(
+        what="102k PyPI names, soft purge, capacity 500, traffic 30k/s, lag 8 s, tick 2, D 20",
         names=pypi_sample,
         config=SimConfig(
-            seed=3, request_rate=50_000.0, capacity=3_000.0, baseline_load=900.0, metrics_lag=8.0
+            seed=3, request_rate=30_000.0, capacity=500.0, baseline_load=250.0, metrics_lag=8.0
         ),
         control=ControlSettings(initial_rate=100, feedback_delay=20, tick=2),
         hard=False,
-        start=1_000.0,
+        start=500.0,
     ),
     "slow-feedback": Scenario(
         what="100k names of equal traffic, capacity 500, lag 30 s, tick 10, D 60",

@@ -64,7 +64,8 @@ def demo(
         config, control = demo_world.config(seed), demo_world.CONTROL
         title = (
             f"purger demo: {the_plan.total_count:,} PyPI names in {len(the_plan.shards)} shards, "
-            "16 workers, hard purge through a simulated CDN; the origin slows down at t = 300 s"
+            "16 workers, hard purge through a simulated CDN; the origin slows down at "
+            f"t = {demo_world.SLOWDOWN_AT:g} s"
         )
         show, view = _presenter(out, title)
         with view:

@@ -8,7 +8,7 @@ time; nothing here patches ``sleep``.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +24,10 @@ __all__ = [
     "PacerStatistics",
     "TokenBucket",
 ]
+
+
+#: Seconds short of its due time at which a waiter counts as due (float rounding).
+_DUE = 1e-9
 
 
 class Clock(Protocol):
@@ -47,11 +51,17 @@ class AnyioClock:
 class TokenBucket:
     """A GCRA token bucket: ``rate`` tokens a second, up to ``burst`` at once.
 
-    One number of state, the theoretical arrival time; a request reserves its tokens at
-    once and then sleeps until they are due, so waiters are served in order. A request for
-    more than ``burst`` is not refused: it waits until the bucket could have refilled that
-    much. Setting :attr:`rate` takes effect for the next reservation. The bucket starts
-    empty-handed rather than full, so a run does not open with a burst (algorithms.md A.10).
+    A request takes its tokens at once (:meth:`take` gives it a place in line, counted in
+    tokens) and then sleeps until they are due, so waiters are served in order. A request
+    for more than ``burst`` is not refused: it waits until the bucket could have refilled
+    that much. The bucket starts empty-handed rather than full, so a run does not open with
+    a burst (algorithms.md A.10).
+
+    A place in line is counted in tokens, not in seconds, so that a rate change reaches the
+    calls already waiting: after a raise their tokens come due sooner, after a cut later
+    (with 256-key batches and dozens of calls in line, a change that only applied to new
+    reservations took tens of seconds to be felt). :meth:`on_rate_change` tells a waiter to
+    look again.
 
     A provider's bucket has a burst in tokens, whatever the rate. A bucket whose rate a
     controller sets (:meth:`with_burst_seconds`) has a burst in *time*: one second's worth
@@ -66,7 +76,12 @@ class TokenBucket:
         self._rate = rate
         self._burst = burst
         self._burst_seconds: float | None = None
-        self._tat = clock.now() + (0.0 if math.isinf(rate) else burst / rate)
+        # Tokens taken since the start, and tokens the rate has paid back by ``_since``.
+        # Starting one burst in debt is what makes the bucket start empty.
+        self._taken = 0.0 if math.isinf(rate) else burst
+        self._repaid = 0.0
+        self._since = clock.now()
+        self._listeners: list[Callable[[], None]] = []
 
     @classmethod
     def with_burst_seconds(cls, rate: float, seconds: float, clock: Clock) -> TokenBucket:
@@ -92,20 +107,58 @@ class TokenBucket:
     def rate(self, value: float) -> None:
         if value <= 0:
             raise ValueError("rate must be > 0")
+        if value == self._rate:
+            return
+        self._settle()
+        burst = self.burst
         self._rate = value
+        # The calls in line keep their debt in tokens: they go at the new rate, with no
+        # burst on a raise. What the bucket let go in its last burst keeps its debt in
+        # time: after a cut from 100/s to 2/s, the 100 targets of the last second are not
+        # repaid at 2/s (a 50 s stall) but in the second they would have taken.
+        granted = min(self._taken - self._repaid, burst)
+        self._repaid += granted - granted * self.burst / burst
+        for listener in self._listeners:
+            listener()
 
-    def reserve(self, amount: float) -> float:
-        """Reserve ``amount`` tokens; return how many seconds to wait before using them."""
+    def on_rate_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change of rate (waiters then look again)."""
+        self._listeners.append(listener)
+
+    def _repaid_by(self, now: float) -> float:
+        if math.isinf(self._rate):
+            return self._taken
+        # Never more than was taken: an idle bucket holds at most its burst.
+        return min(self._taken, self._repaid + (now - self._since) * self._rate)
+
+    def _settle(self) -> None:
+        """Start counting repayment from now (before the rate or the debt changes)."""
+        now = self._clock.now()
+        self._repaid, self._since = self._repaid_by(now), now
+
+    def take(self, amount: float) -> float:
+        """Take ``amount`` tokens; return the place in line (see :meth:`wait_for`)."""
+        self._settle()
+        self._taken += amount
+        return self._taken
+
+    def wait_for(self, place: float) -> float:
+        """Seconds until the tokens up to ``place`` are due, at the rate now."""
         if math.isinf(self._rate):
             return 0.0
-        now = self._clock.now()
-        interval = 1.0 / self._rate
-        self._tat = max(self._tat, now) + amount * interval
-        return max(0.0, self._tat - self.burst * interval - now)
+        delay = (place - self.burst - self._repaid_by(self._clock.now())) / self._rate
+        # Rounding leaves a waiter woken at its due time a hair short: a sleep that small
+        # would not move a clock (and it would wait for it forever).
+        return delay if delay > _DUE else 0.0
+
+    def reserve(self, amount: float) -> float:
+        """Reserve ``amount`` tokens; return how many seconds to wait before using them, if
+        the rate does not change meanwhile."""
+        return self.wait_for(self.take(amount))
 
     async def acquire(self, amount: float = 1.0) -> None:
-        delay = self.reserve(amount)
-        if delay > 0:
+        place = self.take(amount)
+        while (delay := self.wait_for(place)) > 0:
             await self._clock.sleep(delay)
 
     def __repr__(self) -> str:
@@ -208,8 +261,11 @@ class Pacer:
         self._holds: dict[str, None] = {}  # insertion-ordered set
         self._released: anyio.Event | None = None
         self._closed = False
-        # Calls waiting for their turn (a bucket, a Retry-After): cancelled by close().
+        # Calls waiting for their turn (a bucket, a Retry-After): cancelled by close() and
+        # woken by a rate change.
         self._waiting: set[anyio.CancelScope] = set()
+        for bucket in (targets, *self.call_buckets, *self.target_buckets):
+            bucket.on_rate_change(self._rate_changed)
 
     @property
     def holds(self) -> tuple[str, ...]:
@@ -247,22 +303,33 @@ class Pacer:
     async def admit(self, targets: int) -> AsyncIterator[None]:
         while True:
             await self._while_held()
-            delay = max(
-                [self.targets.reserve(targets)]
-                + [bucket.reserve(1) for bucket in self.call_buckets]
-                + [bucket.reserve(targets) for bucket in self.target_buckets]
-            )
-            delay = max(delay, self._not_before - self.clock.now())
-            if delay <= 0:
+            places = [(self.targets, self.targets.take(targets))]
+            places += [(bucket, bucket.take(1)) for bucket in self.call_buckets]
+            places += [(bucket, bucket.take(targets)) for bucket in self.target_buckets]
+            if await self._turn(places):
                 break
-            await self._wait(delay)
             # A pause that came while this call waited for its turn holds it too (at a low
             # rate the wait is long, and a paused run must send nothing new); after the
             # pause it queues again, so that a resume is not a burst of every held call.
-            if not self._holds:
-                break
         async with self.limit.slot():
             yield
+
+    async def _turn(self, places: Sequence[tuple[TokenBucket, float]]) -> bool:
+        """Wait until every bucket's tokens are due (at the rates of the moment, looked at
+        again after every change) and no ``Retry-After`` holds; False if a hold came."""
+        while True:
+            delay = max(bucket.wait_for(place) for bucket, place in places)
+            delay = max(delay, self._not_before - self.clock.now())
+            if delay <= 0:
+                return True
+            await self._wait(delay)
+            if self._holds:
+                return False
+
+    def _rate_changed(self) -> None:
+        # Wake every call waiting for its turn: each works out its wait at the new rate.
+        for scope in self._waiting:
+            scope.cancel()
 
     async def _while_held(self) -> None:
         while self._holds and not self._closed:
@@ -273,6 +340,7 @@ class Pacer:
             raise PacerClosedError
 
     async def _wait(self, delay: float) -> None:
+        """Sleep ``delay``, or less if a rate changes; raise if the pacer closes."""
         # A scope per waiting call, not per call: most calls at a high rate never wait.
         with anyio.CancelScope() as scope:
             self._waiting.add(scope)
@@ -280,7 +348,7 @@ class Pacer:
                 await self.clock.sleep(delay)
             finally:
                 self._waiting.discard(scope)
-        if scope.cancelled_caught or self._closed:
+        if self._closed:
             raise PacerClosedError
 
     def statistics(self) -> PacerStatistics:

@@ -14,16 +14,19 @@ from purger.sim.cdn import SimConfig
 from purger.sim.oracle import Limits, Sweep, Verdict, best_safe_rate, judge
 from purger.sim.purge import simulate_purge
 
-__all__ = ["CONCURRENCY", "CONTROL", "LIMITS", "best_safe_pace", "config"]
+__all__ = ["CONCURRENCY", "CONTROL", "LIMITS", "SLOWDOWN_AT", "best_safe_pace", "config"]
 
 LIMITS: Final = Limits(p99_limit=0.5, p99_critical=2.0)
 CONTROL: Final = ControlSettings(initial_rate=100, feedback_delay=30, tick=5)
 CONCURRENCY: Final = 8
+#: When the origin loses 40 % of its capacity: about a third into a governed run, so the
+#: run both meets the slowdown at full pace and shows it followed afterwards.
+SLOWDOWN_AT: Final = 200.0
 
 
 def config(seed: int) -> SimConfig:
-    """Half-way (about 300 virtual seconds in), the origin loses 40 % of its capacity."""
-    return SimConfig(seed=seed, request_rate=20_000.0, capacity_changes=((300.0, 600.0),))
+    """At :data:`SLOWDOWN_AT` virtual seconds, the origin loses 40 % of its capacity."""
+    return SimConfig(seed=seed, request_rate=20_000.0, capacity_changes=((SLOWDOWN_AT, 600.0),))
 
 
 def best_safe_pace(plan: Plan, name_set: NameSet, seed: int, *, start: float) -> Sweep:

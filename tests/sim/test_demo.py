@@ -46,8 +46,9 @@ def test_the_demo_keeps_the_origin_p99_under_its_limit(sample, seed):
     assert verdict.under_share >= 0.95, f"seed {seed}: {1 - verdict.under_share:.1%} over"
     assert verdict.longest_over_critical <= world.CONTROL.feedback_delay
     # The slowdown is followed: the allowed rate after it is below the one before it.
-    before = max(rate for at, rate, _ in result.rates if at < 300)
-    after = [rate for at, rate, paused in result.rates if at > 330 and not paused]
+    slowdown, delay = world.SLOWDOWN_AT, world.CONTROL.feedback_delay
+    before = max(rate for at, rate, _ in result.rates if at < slowdown)
+    after = [rate for at, rate, paused in result.rates if at > slowdown + delay and not paused]
     assert max(after) < before
 
 
