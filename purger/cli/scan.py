@@ -25,7 +25,7 @@ from purger.cli._names import load_names
 from purger.cli._names_options import SourceOptions
 from purger.cli._options import with_options
 from purger.errors import UsageError
-from purger.planning.targets import parse_templates
+from purger.planning.targets import bind_rows, columns_of, parse_templates
 from purger.probing.classify import Freshness
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.tally import Tally
@@ -199,7 +199,10 @@ def scan(
             miss_header=miss_header,
             purged_at=None if stale_before is None else parse_time(stale_before, "--stale-before"),
         )
-        name_set, _ = load_names(source, reading.names(sample=sample), err)
+        name_set, _ = load_names(
+            source, reading.names(sample=sample), err, columns=columns_of(templates)
+        )
+        templates = bind_rows(templates, name_set.rows)
         targets = list(probe_targets(name_set.names, templates, name_set.aliases))
         work = [(t, node) for t in targets for node in (nodes or (None,))]
         started = time.monotonic()

@@ -34,7 +34,7 @@ from purger.cli.scan import (
     render_tally,
 )
 from purger.errors import UsageError
-from purger.planning.targets import Template, parse_templates
+from purger.planning.targets import Template, bind_rows, columns_of, parse_templates
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.targets import ProbeTarget, check_nodes, in_sample, probe_targets
 from purger.probing.verify import (
@@ -142,14 +142,18 @@ def verify(
                 purged_at=since,
                 soft_grace=soft_grace,
             )
-            name_set, _ = load_names(source, reading.names(sample=False), err)
+            keys = parse_templates(record.key_templates, ()) if record.key_templates else ()
+            name_set, _ = load_names(
+                source, reading.names(sample=False), err, columns=columns_of((*templates, *keys))
+            )
+            templates = bind_rows(templates, name_set.rows)
             targets = [
                 t
                 for t in probe_targets(name_set.names, templates, name_set.aliases)
                 if in_sample(t.url, fraction if fraction is not None else 1.0)
             ]
             work = [(t, node) for t in targets for node in (nodes or (None,))]
-            keys = parse_templates(record.key_templates, ()) if record.key_templates else ()
+            keys = bind_rows(keys, name_set.rows)
             outcome, repurger = anyio.run(
                 _verify, work, settings, record, keys, repurge, rounds, round_wait, rate,
                 concurrency, timeout,
