@@ -129,10 +129,12 @@ async def verify_rounds(
     rounds: int = 0,
     round_wait: float = 0.0,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    outcome: VerifyOutcome | None = None,
 ) -> VerifyOutcome:
     """Probe ``work``; then up to ``rounds`` times, re-purge what is stale or looping,
-    wait ``round_wait`` seconds, and probe it again."""
-    outcome = VerifyOutcome()
+    wait ``round_wait`` seconds, and probe it again. ``outcome`` (filled as probes end)
+    lets the caller watch the count."""
+    outcome = outcome if outcome is not None else VerifyOutcome()
 
     def take(number: int) -> Callable[[Probe], None]:
         def on_probe(probe: Probe) -> None:
