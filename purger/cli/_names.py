@@ -17,11 +17,13 @@ from purger import __version__
 from purger.cli._names_options import NamesOptions, PlanNames
 from purger.errors import UsageError
 from purger.launch.build import check_names_match, weight_spec_of
-from purger.names.nameset import NameSet, Normalization, Record, build_name_set
+from purger.names.nameset import NameSet, Normalization, Record, build_name_set, rows_by_name
 from purger.names.sources import (
     SAMPLE_NAME,
     NamesSource,
+    RawRows,
     fetch_simple_index,
+    no_columns_message,
     read_records,
     redact_url,
 )
@@ -34,8 +36,14 @@ __all__ = ["load_names", "plan_and_names"]
 _NAMES_URL_TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
 
 
-def load_names(source: str | None, names: NamesOptions, err: Console) -> tuple[NameSet, str]:
-    """Read and normalize names from exactly one source; return them and where they came from."""
+def load_names(
+    source: str | None, names: NamesOptions, err: Console, *, columns: tuple[str, ...] = ()
+) -> tuple[NameSet, str]:
+    """Read and normalize names from exactly one source; return them and where they came from.
+
+    ``columns`` are the table columns the templates name: the source must have them, and
+    the name set keeps their cells per row (``NameSet.rows``).
+    """
     given = [
         flag
         for flag, on in (
@@ -51,12 +59,15 @@ def load_names(source: str | None, names: NamesOptions, err: Console) -> tuple[N
             + (f" (got {', '.join(given)})" if given else "")
         )
     weight = names.weight
+    raw_rows: RawRows = {}
     if names.names_url is not None:
         if weight.column is not None:
             raise UsageError(
                 "--weight-column needs a TSV or CSV source; --names-url has names only"
             )
         where = redact_url(names.names_url)
+        if columns:
+            raise UsageError(no_columns_message(columns, "--names-url"))
         records: Iterable[Record] = _download(names.names_url, err)
     else:
         names_source = (
@@ -69,8 +80,9 @@ def load_names(source: str | None, names: NamesOptions, err: Console) -> tuple[N
                 weight_column=weight.column,
             )
         )
+        names_source = replace(names_source, columns=columns)
         where = names_source.where
-        records = read_records(names_source, stdin=sys.stdin.buffer)
+        records = read_records(names_source, stdin=sys.stdin.buffer, rows=raw_rows)
     name_set = build_name_set(
         records,
         where=where,
@@ -78,6 +90,8 @@ def load_names(source: str | None, names: NamesOptions, err: Console) -> tuple[N
         weight=weight,
         strict=names.strict,
     )
+    if columns:
+        name_set = replace(name_set, rows=rows_by_name(raw_rows, names.normalization))
     return name_set, where
 
 
@@ -114,6 +128,7 @@ def plan_and_names(
     *,
     workers: int | None,
     err: Console,
+    columns: tuple[str, ...] = (),
 ) -> tuple[Plan, NameSet]:
     """A plan file and its names (from ``--names`` when they moved; checked to be the
     ones it was made from), or a names source planned on the fly for ``workers``."""
@@ -130,10 +145,10 @@ def plan_and_names(
             normalization=Normalization(the_plan.normalization),
         )
         name_set, where = load_names(
-            None if on_sample or names.names_url else source, as_planned, err
+            None if on_sample or names.names_url else source, as_planned, err, columns=columns
         )
         check_names_match(the_plan, name_set, where)
         return the_plan, name_set
-    name_set, where = load_names(plan_or_names, names, err)
+    name_set, where = load_names(plan_or_names, names, err, columns=columns)
     render_skipped(name_set, err)
     return make_plan(name_set, names.plan_settings(workers), source=where), name_set

@@ -143,6 +143,14 @@ def _provider(
             rich_help_panel=PROVIDER_PANEL,
         ),
     ] = None,
+    repurge_after: Annotated[
+        str | None,
+        number(
+            "provider.repurge_after",
+            "Purge each batch again SECONDS later (internal tiers, e.g. Fastly shielding).",
+            PROVIDER_PANEL,
+        ),
+    ] = None,
 ) -> ProviderOptions:
     if api_base is not None:
         from_flag(setting_of("provider.api_base"), api_base)  # a URL, checked as the key's
@@ -167,4 +175,5 @@ def _provider(
         endpoints=tuple(endpoint or ()),
         tiers=tuple(tier or ()),
         key_header=key_header,
+        repurge_after=number_value("provider.repurge_after", repurge_after),
     )

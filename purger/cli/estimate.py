@@ -30,7 +30,7 @@ from purger.launch.forecast import (
 )
 from purger.names.nameset import NameSet
 from purger.planning.plan import Plan
-from purger.planning.targets import Template
+from purger.planning.targets import Template, bind_rows, columns_of
 from purger.providers import PROVIDER_NAMES, ProviderOptions
 from purger.sim.cdn import SimConfig
 from purger.sim.purge import origin_signals, simulate_purge
@@ -192,8 +192,14 @@ def estimate(
             endpoints=("http://estimate.invalid",),
         )
         the_plan, name_set = plan_and_names(
-            plan_or_names, names, plan_names, workers=model.workers, err=err
+            plan_or_names,
+            names,
+            plan_names,
+            workers=model.workers,
+            err=err,
+            columns=columns_of(templates),
         )
+        templates = bind_rows(templates, name_set.rows)
         # Only health signals hold a run to the origin's capacity: the controller they drive
         # is part of the figure (as it is of the simulation).
         control = health.control(pace.rate)

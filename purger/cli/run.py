@@ -29,6 +29,7 @@ from purger.cli.session import Output as SessionOutput
 from purger.cli.session import RunRequest, run_with_state
 from purger.engine.run import RunSettings
 from purger.errors import UsageError
+from purger.planning.targets import bind_rows, columns_of
 from purger.state.sqlite import Failure, holds_run
 
 
@@ -72,8 +73,9 @@ def run(
         templates = targets.templates()
         wanted = number_value("plan.workers", workers)
         the_plan, name_set = plan_and_names(
-            plan_or_names, names, plan_names, workers=wanted, err=err
+            plan_or_names, names, plan_names, workers=wanted, err=err, columns=columns_of(templates)
         )
+        templates = bind_rows(templates, name_set.rows)
         settings = RunSettings(
             workers=wanted or the_plan.settings.workers,
             max_duration=state.max_duration,

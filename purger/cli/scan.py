@@ -24,12 +24,19 @@ from purger.cli._app import ExitCode, _exit_codes, app
 from purger.cli._names import load_names
 from purger.cli._names_options import SourceOptions
 from purger.cli._options import with_options
+from purger.cli._run_options import Health, Signals
 from purger.errors import UsageError
-from purger.planning.targets import parse_templates
+from purger.health.control import ControlSettings
+from purger.health.signals import SignalSpec
+from purger.planning.targets import bind_rows, columns_of, parse_templates
 from purger.probing.classify import Freshness
+from purger.probing.governed import governed
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.tally import Tally
 from purger.probing.targets import ProbeTarget, check_nodes, probe_targets
+
+#: The health signals and the controller they drive (none: paced by ``--rate`` alone).
+Governance = tuple[tuple[SignalSpec, ...], ControlSettings | None]
 
 ViaOpt = Annotated[
     list[str] | None,
@@ -126,6 +133,11 @@ def render_tally(tally: Tally, title: str, console: Console) -> None:
             )
 
 
+def governance_of(signals: Signals, health: Health, rate: float) -> Governance:
+    """The probes' governance: ``--rate`` is the controller's ceiling, as in a run."""
+    return signals.specs, health.control(rate) if signals.specs else None
+
+
 def write_names(path: Path, names: Sequence[str]) -> None:
     """The names file, whole or not at all (written aside, then renamed over)."""
     directory = path.parent if str(path.parent) else Path(".")
@@ -148,6 +160,8 @@ def scan(
     ] = None,
     *,
     reading: SourceOptions,
+    signals: Signals,
+    health: Health,
     url_template: Annotated[
         list[str] | None,
         typer.Option("--url-template", help="URL per name to probe, e.g. with {name} or {raw}."),
@@ -199,11 +213,15 @@ def scan(
             miss_header=miss_header,
             purged_at=None if stale_before is None else parse_time(stale_before, "--stale-before"),
         )
-        name_set, _ = load_names(source, reading.names(sample=sample), err)
+        name_set, _ = load_names(
+            source, reading.names(sample=sample), err, columns=columns_of(templates)
+        )
+        templates = bind_rows(templates, name_set.rows)
         targets = list(probe_targets(name_set.names, templates, name_set.aliases))
         work = [(t, node) for t in targets for node in (nodes or (None,))]
         started = time.monotonic()
-        tally = anyio.run(_scan, work, settings, rate, concurrency, timeout)
+        governance = governance_of(signals, health, rate)
+        tally = anyio.run(_scan, work, settings, rate, concurrency, timeout, governance)
         seconds = time.monotonic() - started
         bad = [s for spellings in tally.bad_names.values() for s in spellings]
         write_names(out_path, list(dict.fromkeys(sorted(bad))))
@@ -231,10 +249,14 @@ async def _scan(
     rate: float,
     concurrency: int,
     request_seconds: float,
+    governance: Governance,
 ) -> Tally:
     tally = Tally()
-    async with probe_transport(concurrency) as transport:
-        pacer = probe_pacer(rate, concurrency)
+    pacer = probe_pacer(rate, concurrency)
+    async with (
+        probe_transport(concurrency) as transport,
+        governed(pacer, *governance, lambda: tally.probes),
+    ):
         prober = Prober(transport, pacer, settings, timeout=request_seconds)
         await prober.probe_all(
             work,

@@ -19,8 +19,10 @@ from purger.cli._app import ExitCode, _exit_codes, app
 from purger.cli._names import load_names
 from purger.cli._names_options import SourceOptions
 from purger.cli._options import with_options
+from purger.cli._run_options import Health, Signals
 from purger.cli.scan import (
     ExpectOpt,
+    Governance,
     JsonOpt,
     MaxRedirectsOpt,
     MissHeaderOpt,
@@ -29,12 +31,14 @@ from purger.cli.scan import (
     ProbeTimeoutOpt,
     ViaOpt,
     check_pace,
+    governance_of,
     parse_time,
     probe_settings,
     render_tally,
 )
 from purger.errors import UsageError
-from purger.planning.targets import Template, parse_templates
+from purger.planning.targets import Template, bind_rows, columns_of, parse_templates
+from purger.probing.governed import governed
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.targets import ProbeTarget, check_nodes, in_sample, probe_targets
 from purger.probing.verify import (
@@ -60,6 +64,8 @@ def verify(
     ] = None,
     *,
     reading: SourceOptions,
+    signals: Signals,
+    health: Health,
     state: Annotated[
         Path | None,
         typer.Option("--state", help="The run's SQLite state file.", metavar="FILE"),
@@ -142,17 +148,21 @@ def verify(
                 purged_at=since,
                 soft_grace=soft_grace,
             )
-            name_set, _ = load_names(source, reading.names(sample=False), err)
+            keys = parse_templates(record.key_templates, ()) if record.key_templates else ()
+            name_set, _ = load_names(
+                source, reading.names(sample=False), err, columns=columns_of((*templates, *keys))
+            )
+            templates = bind_rows(templates, name_set.rows)
             targets = [
                 t
                 for t in probe_targets(name_set.names, templates, name_set.aliases)
                 if in_sample(t.url, fraction if fraction is not None else 1.0)
             ]
             work = [(t, node) for t in targets for node in (nodes or (None,))]
-            keys = parse_templates(record.key_templates, ()) if record.key_templates else ()
+            keys = bind_rows(keys, name_set.rows)
             outcome, repurger = anyio.run(
                 _verify, work, settings, record, keys, repurge, rounds, round_wait, rate,
-                concurrency, timeout,
+                concurrency, timeout, governance_of(signals, health, rate),
             )  # fmt: skip
             targets_of = repurger.targets_of if repurger else _own_url
             still_bad = still_bad_failures(outcome, record.shards, targets_of)
@@ -201,26 +211,29 @@ async def _verify(
     rate: float,
     concurrency: int,
     request_seconds: float,
+    governance: Governance,
 ) -> tuple[VerifyOutcome, Repurger | None]:
+    pacer = probe_pacer(rate, concurrency)
+    outcome = VerifyOutcome()  # its probes, as they end, are what the controller sees achieved
     async with (
         probe_transport(concurrency) as transport,
         httpx.AsyncClient(transport=transport, timeout=request_seconds, headers=_AGENT) as client,
+        governed(pacer, *governance, lambda: len(outcome.probes)),
     ):
-        prober = Prober(
-            transport, probe_pacer(rate, concurrency), settings, timeout=request_seconds
-        )
+        prober = Prober(transport, pacer, settings, timeout=request_seconds)
         repurger = None
         if repurge:
             options = provider_options_of(record.provider_options, record.provider)
             provider = create_provider(options, client, os.environ)
             repurger = Repurger(provider, probe_pacer(rate, concurrency), keys)
-        outcome = await verify_rounds(
+        await verify_rounds(
             prober,
             work,
             workers=concurrency,
             repurge=repurger,
             rounds=rounds if repurge else 0,
             round_wait=round_wait,
+            outcome=outcome,
         )
     return outcome, repurger
 

@@ -137,6 +137,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             meaning="Varnish tiers NAME=URL[,URL], origin outwards, purged in order"),
     Setting(key="provider.key_header", kind="str", flag="--key-header",
             meaning="Varnish header for keys"),
+    Setting(key="provider.repurge_after", kind="float", flag="--repurge-after", above=0,
+            meaning="purge each batch again this many seconds later (internal tiers)"),
     Setting(key="pacing.max_rate", kind="float", flag="--rate", above=0, infinite=True,
             meaning="targets per second at most (inf: the provider's limits only)"),
     Setting(key="pacing.concurrency", kind="int", flag="--concurrency", minimum=1,

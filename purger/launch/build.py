@@ -8,6 +8,7 @@ import math
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -17,6 +18,7 @@ import httpx
 
 from purger import __version__
 from purger.engine.monitor import LiveRun
+from purger.engine.repurge import RepurgeLater
 from purger.engine.run import Run, RunOutcome, RunSettings
 from purger.errors import PurgerError, UsageError
 from purger.health.control import ControlSettings, Decision
@@ -224,11 +226,12 @@ async def execute_run(
             else:
                 store.start_run(record)
             pacer = _pacer(pace, providers[0], clock)
+            later = RepurgeLater(options.repurge_after, pacer) if options.repurge_after else None
             run = Run(
                 plan=plan,
                 name_set=name_set,
                 templates=templates,
-                providers=providers,
+                providers=[later.wrap(p) for p in providers] if later else providers,
                 pacer=pacer,
                 store=store,
                 settings=settings,
@@ -256,7 +259,10 @@ async def execute_run(
                 earlier_failures=earlier_failures,
             )
             failures = store.failures() if retry_failed else None
-            outcome = await _execute_with_signals(live, run, present, governor, failures, received)
+            async with later or nullcontext():  # leaving waits for the second purges due
+                outcome = await _execute_with_signals(
+                    live, run, present, governor, failures, received
+                )
             return outcome, store.summary()
     finally:
         for client in [*clients, health_client]:

@@ -23,6 +23,7 @@ from purger.config.schema import Value, setting_of
 from purger.errors import UsageError
 from purger.health.control import ControlSettings
 from purger.launch.build import PaceOptions
+from purger.names.sources import NamesSource, SourceFormat, no_columns_message
 from purger.planning.document import read_plan
 from purger.planning.targets import parse_templates
 from purger.providers import TOKEN_VARIABLES, ProviderOptions, create_provider
@@ -113,11 +114,27 @@ def _check_targets(job: Job, problems: list[Problem]) -> None:
     checks: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
     checks = [("targets.key_templates", "--key-template ", (t,), ()) for t in keys]
     checks += [("targets.url_templates", "--url-template ", (), (t,)) for t in urls]
+    names_only = _names_only(job)
     for key, flag, as_key, as_url in checks:
         try:
-            parse_templates(as_key, as_url)
+            (template,) = parse_templates(as_key, as_url)
+            if template.columns and names_only:
+                message = no_columns_message(template.columns, names_only)
+                raise UsageError(f"{flag}{template.text!r}: {message}")
         except UsageError as err:
             problems.append(_problem(job, key, str(err).removeprefix(flag)))
+
+
+def _names_only(job: Job) -> str | None:
+    """The job's names source when it has names only (no columns for placeholders)."""
+    source, fmt = job.values.get("names.source"), job.values.get("names.format")
+    if not isinstance(source, str):
+        return None
+    if source.startswith(("http://", "https://")):
+        return source
+    chosen = SourceFormat(fmt) if isinstance(fmt, str) else SourceFormat.AUTO
+    resolved = NamesSource(path=source, format=chosen).resolved_format()
+    return source if resolved is SourceFormat.TEXT else None
 
 
 def _strings(value: Value | None) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ __all__ = [
     "build_name_set",
     "forbidden_character",
     "normalize_name",
+    "rows_by_name",
 ]
 
 #: One input row: the name as written, the weight cell (``None`` when there is no weight
@@ -133,6 +134,8 @@ class NameSet:
     invalid_examples: tuple[str, ...] = ()
     #: Spellings as given that differ from their normalized name (``{raw}`` templates).
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Per name, the table cells of each of its rows that templates name (``{version}``).
+    rows: Mapping[str, tuple[Mapping[str, str], ...]] = field(default_factory=dict)
 
     @property
     def total_weight(self) -> float:
@@ -215,6 +218,21 @@ def build_name_set(
         invalid_examples=tuple(examples),
         aliases={name: tuple(spellings) for name, spellings in aliases.items()},
     )
+
+
+def rows_by_name(
+    raw_rows: Mapping[str, Iterable[Mapping[str, str]]], normalization: Normalization
+) -> dict[str, tuple[Mapping[str, str], ...]]:
+    """Rows keyed by name as written, regrouped under their normalized name (spelling by
+    spelling, in the order read), each row once; rows of invalid names go with their names."""
+    grouped: dict[str, dict[tuple[tuple[str, str], ...], Mapping[str, str]]] = {}
+    for raw, rows in raw_rows.items():
+        name = normalize_name(raw, normalization)
+        if name is not None:
+            into = grouped.setdefault(name, {})
+            for row in rows:
+                into.setdefault(tuple(row.items()), row)
+    return {name: tuple(rows.values()) for name, rows in grouped.items()}
 
 
 def _is_sorted_and_unique(found: list[str]) -> bool:

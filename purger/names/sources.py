@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import IO, Final, Literal
+from typing import IO, Final, Literal, TypeAlias
 
 import httpx
 
 from purger.errors import InputError, UnavailableError, UsageError
 from purger.model import redact_url, scrub, url_secrets
-from purger.names.nameset import Record
+from purger.names.nameset import Record, forbidden_character
 from purger.names.simple_index import ACCEPT, HTML_TYPES, PEP691_JSON, html_records, json_records
 
 __all__ = [
@@ -32,8 +32,10 @@ __all__ = [
     "PEP691_JSON",
     "SAMPLE_NAME",
     "NamesSource",
+    "RawRows",
     "SourceFormat",
     "fetch_simple_index",
+    "no_columns_message",
     "read_records",
     "redact_url",
 ]
@@ -46,6 +48,9 @@ _SAMPLE_RESOURCE: Final = "pypi-sample.tsv.gz"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _STDIN: Final = "-"
 _INVALID_UTF8_HINT: Final = "is not valid UTF-8"
+
+#: Per name as written, the template cells of each of its rows (see :func:`read_records`).
+RawRows: TypeAlias = dict[str, list[dict[str, str]]]
 
 
 class SourceFormat(StrEnum):
@@ -65,6 +70,8 @@ class NamesSource:
     format: SourceFormat = SourceFormat.AUTO
     name_column: str = "name"
     weight_column: str | None = None
+    #: Table columns kept per row for template placeholders (``{version}``).
+    columns: tuple[str, ...] = ()
 
     @classmethod
     def sample(cls, *, weight_column: str | None = None) -> NamesSource:
@@ -85,17 +92,36 @@ class NamesSource:
         return {".tsv": SourceFormat.TSV, ".csv": SourceFormat.CSV}.get(last, SourceFormat.TEXT)
 
 
-def read_records(source: NamesSource, *, stdin: IO[bytes] | None = None) -> Iterator[Record]:
+def read_records(
+    source: NamesSource,
+    *,
+    stdin: IO[bytes] | None = None,
+    rows: RawRows | None = None,
+) -> Iterator[Record]:
     """Yield ``(name, weight cell, line)`` from ``source``; ``stdin`` serves ``-``.
 
+    With ``source.columns``, the cells of those columns are appended to ``rows``, one
+    mapping per row, under the name as written.
     Raises :class:`InputError` naming the file and line for anything unreadable.
     """
     fmt = source.resolved_format()
     if fmt is SourceFormat.TEXT:
         if source.weight_column is not None:
             raise UsageError("--weight-column needs a TSV or CSV source (see --format)")
+        if source.columns:
+            raise UsageError(no_columns_message(source.columns, source.where))
         return _text_records(source, stdin)
-    return _table_records(source, stdin, delimiter="\t" if fmt is SourceFormat.TSV else ",")
+    delimiter = "\t" if fmt is SourceFormat.TSV else ","
+    return _table_records(source, stdin, delimiter=delimiter, rows=rows)
+
+
+def no_columns_message(columns: tuple[str, ...], where: str) -> str:
+    """Why a template naming ``columns`` cannot work on a source with names only."""
+    wanted = ", ".join(f"{{{c}}}" for c in columns)
+    return (
+        f"unknown placeholder {wanted}: {where} has names only; a column placeholder "
+        "needs a TSV or CSV source with that column (see --format)"
+    )
 
 
 @contextmanager
@@ -185,7 +211,7 @@ def _text_records(source: NamesSource, stdin: IO[bytes] | None) -> Iterator[Reco
 
 
 def _table_records(
-    source: NamesSource, stdin: IO[bytes] | None, *, delimiter: str
+    source: NamesSource, stdin: IO[bytes] | None, *, delimiter: str, rows: RawRows | None
 ) -> Iterator[Record]:
     where = source.where
     quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -202,6 +228,10 @@ def _table_records(
                 if source.weight_column is not None
                 else None
             )
+            kept = [
+                (c, _column_index(columns, c, "a template placeholder", where))
+                for c in source.columns
+            ]
             for row in reader:
                 if not row:  # a blank line
                     continue
@@ -221,9 +251,28 @@ def _table_records(
                     cell = row[weight_at] if weight_at < len(row) else ""
                     if len(cell) > MAX_LINE_CHARS or not cell.isascii():
                         _checked(cell, where, line)
+                if kept and rows is not None:
+                    rows.setdefault(name.strip(), []).append(_cells(row, kept, where, line))
                 yield name.strip(), cell, line
         except csv.Error as err:
             raise InputError(f"malformed row ({err})", where=where, line=reader.line_num) from None
+
+
+def _cells(row: list[str], kept: list[tuple[str, int]], where: str, line: int) -> dict[str, str]:
+    """The cells a template uses: each present, not empty, and checked like a name."""
+    cells = {}
+    for column, at in kept:
+        cell = _checked(row[at], where, line).strip() if at < len(row) else ""
+        if not cell:
+            raise InputError(f"empty {column!r} cell: a template needs it", where=where, line=line)
+        if bad := forbidden_character(cell):  # a key would carry it as it is
+            raise InputError(
+                f"{column!r} cell holds {bad}, a control, format or separator character",
+                where=where,
+                line=line,
+            )
+        cells[column] = cell
+    return cells
 
 
 def _column_index(columns: list[str], wanted: str, flag: str, where: str) -> int:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from purger.errors import UsageError
 from purger.model import TargetKind
-from purger.planning.targets import Template
+from purger.planning.targets import Template, targets_of
 
 __all__ = ["ProbeTarget", "check_nodes", "in_sample", "probe_targets", "through_node"]
 
@@ -28,17 +28,12 @@ class ProbeTarget:
 def probe_targets(
     names: Iterable[str], templates: Sequence[Template], aliases: Mapping[str, tuple[str, ...]]
 ) -> Iterator[ProbeTarget]:
-    """Every URL target of every name, in name then template order, without repeats."""
-    urls = [t for t in templates if t.kind is TargetKind.URL]
+    """Every URL target of every name (one per row for column templates), in name then
+    template order, without repeats: the targets a run purges."""
     for name in names:
         spellings = aliases.get(name) or (name,)
-        seen: set[str] = set()
-        for template in urls:
-            for raw in (name, *spellings) if template.uses_raw else (name,):
-                url = template.render(name, raw)
-                if url not in seen:
-                    seen.add(url)
-                    yield ProbeTarget(url, name, spellings)
+        for url in targets_of(name, templates, TargetKind.URL, aliases):
+            yield ProbeTarget(url, name, spellings)
 
 
 def check_nodes(nodes: Sequence[str]) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from purger.errors import PurgerError
 from purger.model import Batch, TargetKind
 from purger.pacing.pacer import Pacer
 from purger.planning.plan import Shard
-from purger.planning.targets import Template
+from purger.planning.targets import Template, targets_of
 from purger.probing.classify import ProbeClass
 from purger.probing.prober import DIRECT, Prober
 from purger.probing.tally import Probe, Tally
@@ -99,7 +99,9 @@ class Repurger:
         """What purging ``target`` again sends: its URL, or its name's keys."""
         if self.kind is TargetKind.URL:
             return [target.url]
-        return list(dict.fromkeys(t.render(target.name, target.name) for t in self._keys))
+        # The name's keys, every row's for column templates: which row's key cached the
+        # stale URL is not known.
+        return list(targets_of(target.name, self._keys, TargetKind.KEY, {}))
 
     async def __call__(self, targets: Sequence[ProbeTarget]) -> float:
         """Purge ``targets`` again; the wall time when every batch had its answer."""
@@ -127,10 +129,12 @@ async def verify_rounds(
     rounds: int = 0,
     round_wait: float = 0.0,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    outcome: VerifyOutcome | None = None,
 ) -> VerifyOutcome:
     """Probe ``work``; then up to ``rounds`` times, re-purge what is stale or looping,
-    wait ``round_wait`` seconds, and probe it again."""
-    outcome = VerifyOutcome()
+    wait ``round_wait`` seconds, and probe it again. ``outcome`` (filled as probes end)
+    lets the caller watch the count."""
+    outcome = outcome if outcome is not None else VerifyOutcome()
 
     def take(number: int) -> Callable[[Probe], None]:
         def on_probe(probe: Probe) -> None:

@@ -71,6 +71,9 @@ class ProviderOptions:
     #: Instead of ``endpoints``: tiers from the origin outwards, ``name=http://a,http://b``
     #: each; a batch is purged on every node of a tier before the next tier sees it.
     tiers: tuple[str, ...] = ()
+    #: Purge every batch a second time this many seconds after the first (internal tiers:
+    #: Fastly shielding); ``None``: once.
+    repurge_after: float | None = None
 
 
 ProviderFactory = Callable[[ProviderOptions, httpx.AsyncClient, Mapping[str, str]], Provider]

@@ -6,7 +6,12 @@ import pytest
 
 from purger.errors import UsageError
 from purger.model import TargetKind
-from purger.planning.targets import parse_templates, targets_of
+from purger.planning.targets import (
+    bind_rows,
+    columns_of,
+    parse_templates,
+    targets_of,
+)
 
 
 def test_name_and_raw_render_normalized_and_given_spellings():
@@ -40,7 +45,7 @@ def test_url_templates_cannot_gain_path_segments_from_a_name():
     ("keys", "urls", "message"),
     [
         ([], [], "at least one"),
-        (["project/{nmae}"], [], "unknown placeholder {nmae}"),
+        (["project/{nmae}"], [], "unknown placeholder {nmae}: a template needs {name}"),
         (["project/{name!r}"], [], "unknown placeholder"),
         (["project/{name:>5}"], [], "unknown placeholder"),
         (["project/{}"], [], "unknown placeholder {}"),
@@ -68,3 +73,42 @@ def test_bad_templates_are_usage_errors_naming_the_flag(keys, urls, message):
     with pytest.raises(UsageError, match=r"--(key|url)-template|at least one") as caught:
         parse_templates(keys, urls)
     assert message in str(caught.value)
+
+
+def test_a_column_placeholder_makes_one_target_per_row_of_the_name():
+    """{version} renders once per row given to the name, escaped like a name in URLs."""
+    url = "https://pypi.org/pypi/{name}/{version}/json"
+    templates = bind_rows(
+        parse_templates(["project/{name}"], [url]),
+        {"requests": ({"version": "2.0"}, {"version": "2.1"}), "a-b": ({"version": "1/2"},)},
+    )
+    assert list(targets_of("requests", templates, TargetKind.URL, {})) == [
+        "https://pypi.org/pypi/requests/2.0/json",
+        "https://pypi.org/pypi/requests/2.1/json",
+    ]
+    assert list(targets_of("a-b", templates, TargetKind.URL, {})) == [
+        "https://pypi.org/pypi/a-b/1%2F2/json"
+    ]
+    # A template without columns is unchanged; a name without rows has no row targets.
+    assert list(targets_of("requests", templates, TargetKind.KEY, {})) == ["project/requests"]
+    assert list(targets_of("other", templates, TargetKind.URL, {})) == []
+
+
+def test_column_and_raw_placeholders_combine():
+    """Each row renders with each spelling of its name."""
+    (template,) = bind_rows(
+        parse_templates([], ["https://h/{raw}/{version}"]), {"pyopenssl": ({"version": "1"},)}
+    )
+    aliases = {"pyopenssl": ("pyOpenSSL",)}
+    assert list(targets_of("pyopenssl", [template], TargetKind.URL, aliases)) == [
+        "https://h/pyopenssl/1",
+        "https://h/pyOpenSSL/1",
+    ]
+
+
+def test_columns_are_named_in_order_once():
+    """What the source must have: every column placeholder, in order, without repeats."""
+    templates = parse_templates(["{name}@{version}"], ["https://h/{name}/{version}/{file}"])
+    assert templates[0].columns == ("version",)
+    assert templates[1].columns == ("version", "file")
+    assert columns_of(templates) == ("version", "file")
