@@ -64,6 +64,7 @@ PURE_MODULES = [
     "planning.estimate",
     "health.control",
     "health.exposition",
+    "health.answers",
     "engine.batching",
     "probing.classify",
     "probing.targets",

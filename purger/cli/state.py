@@ -19,7 +19,8 @@ from purger.cli._app import (
     _exit_codes,
     app,
 )
-from purger.state.sqlite import StateStore, status_document
+from purger.state.sqlite import StateStore
+from purger.state.status import status_document
 from purger.ui.status import render_status
 
 StateArg = Annotated[

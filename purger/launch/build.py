@@ -21,7 +21,8 @@ from purger.engine.run import Run, RunOutcome, RunSettings
 from purger.errors import PurgerError, UsageError
 from purger.health.control import ControlSettings, Decision
 from purger.health.governor import Governor
-from purger.health.signals import HealthReader, SignalSpec
+from purger.health.reader import HealthReader
+from purger.health.signals import SignalSpec
 from purger.model import TargetKind, redact_url
 from purger.names.nameset import NameSet, WeightSpec, WeightTransform
 from purger.pacing.pacer import AdaptiveLimit, Clock, Pacer, TokenBucket
