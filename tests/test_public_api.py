@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,36 @@ def test_all_is_sorted_and_every_name_exists():
     assert list(purger.__all__) == sorted(set(purger.__all__))
     for name in purger.__all__:
         assert hasattr(purger, name), name
+
+
+def test_outside_the_main_thread_a_purge_runs_when_the_caller_keeps_the_signals(tmp_path):
+    """A worker thread (a Celery task's) cannot receive signals: with stop_on_signals
+    False the purge runs there; by default it needs the main thread."""
+    names = load(names_file(tmp_path))
+    plan = make_plan(names, PlanSettings(workers=3))
+    provider = ProviderOptions(name="varnish", endpoints=("http://cdn.sim",))
+    outcomes: dict[bool, object] = {}
+
+    def in_a_thread(stop_on_signals: bool) -> None:
+        async def run():
+            return await purge(
+                plan,
+                names,
+                provider=provider,
+                state=tmp_path / f"run-{stop_on_signals}.sqlite",
+                keys=["project/{name}"],
+                transport=SimulatedCDN(names, SimConfig()),
+                stop_on_signals=stop_on_signals,
+            )
+
+        try:
+            outcomes[stop_on_signals] = run_in_virtual_time(run).status
+        except Exception as error:
+            outcomes[stop_on_signals] = error
+
+    for stop_on_signals in (False, True):
+        thread = threading.Thread(target=in_a_thread, args=(stop_on_signals,))
+        thread.start()
+        thread.join()
+    assert outcomes[False] is RunStatus.DONE
+    assert "main thread" in str(outcomes[True]), outcomes[True]
