@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import find_missing, install_hint, run_cluster
 from purger.engine.run import RunSettings
-from purger.launch.build import PaceOptions, execute_run
+from purger.launch.build import PaceOptions
+from purger.launch.execute import execute_run
 from purger.launch.forecast import forecast
 from purger.names.nameset import Normalization, build_name_set
 from purger.pacing.pacer import AnyioClock

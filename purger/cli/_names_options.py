@@ -188,6 +188,16 @@ class Targets:
         return parse_templates(keys, self.url_templates)
 
 
+#: The first argument of ``scan`` and ``verify`` (``verify``: the run's names).
+NamesFileArg = Annotated[
+    str | None,
+    typer.Argument(help="Names file ('-' for stdin), or use --names-url.", show_default=False),
+]
+#: ``--workers`` of ``run`` and ``estimate``: how many shards at once, over the plan's.
+RunWorkersOpt = Annotated[
+    str | None,
+    number("plan.workers", "Shards purged at once (default: the plan's).", NAMES_PANEL),
+]
 #: The first argument of ``run`` and ``estimate``.
 PlanOrNamesArg = Annotated[
     str | None,

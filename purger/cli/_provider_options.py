@@ -17,7 +17,23 @@ from purger.config.schema import from_flag, setting_of
 from purger.errors import UsageError
 from purger.providers import PROVIDER_NAMES, ProviderOptions
 
-__all__ = ["AkamaiAction", "AkamaiKeyType", "Network", "ProviderOptions"]
+__all__ = ["AkamaiAction", "AkamaiKeyType", "FilesCapOpt", "HardOpt", "Network", "ProviderOptions"]
+
+#: ``--hard``, here and in ``purger estimate`` (whose provider needs no account).
+HardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--hard",
+        help="Hard purge (evict; every purged object is fetched again) instead of the"
+        " default soft purge.",
+        rich_help_panel=PROVIDER_PANEL,
+    ),
+]
+#: ``--files-cap``, here and in ``purger estimate``.
+FilesCapOpt = Annotated[
+    str,
+    number("provider.files_cap", "Cloudflare URLs per call: 30, 100 or 500.", PROVIDER_PANEL),
+]
 
 
 class Network(StrEnum):
@@ -54,14 +70,7 @@ def _provider(
             rich_help_panel=PROVIDER_PANEL,
         ),
     ] = None,
-    hard: Annotated[
-        bool,
-        typer.Option(
-            "--hard",
-            help="Hard purge (evict) instead of the default soft purge.",
-            rich_help_panel=PROVIDER_PANEL,
-        ),
-    ] = False,
+    hard: HardOpt = False,
     timeout: Annotated[
         str, number("provider.timeout", "Seconds for each API call.", PROVIDER_PANEL)
     ] = "10",
@@ -82,10 +91,7 @@ def _provider(
             rich_help_panel=PROVIDER_PANEL,
         ),
     ] = None,
-    files_cap: Annotated[
-        str,
-        number("provider.files_cap", "Cloudflare URLs per call: 30, 100 or 500.", PROVIDER_PANEL),
-    ] = "30",
+    files_cap: FilesCapOpt = "30",
     edgerc: Annotated[
         Path | None,
         typer.Option(

@@ -13,11 +13,18 @@ import anyio
 import typer
 from rich.console import Console
 
-from purger.cli._app import MODEL_PANEL, OUTPUT_PANEL, PACE_PANEL, PROVIDER_PANEL, _exit_codes, app
+from purger.cli._app import MODEL_PANEL, OUTPUT_PANEL, PROVIDER_PANEL, _exit_codes, app
 from purger.cli._job import ConfigOpt
 from purger.cli._names import plan_and_names
-from purger.cli._names_options import NamesOptions, PlanNames, PlanOrNamesArg, Targets
+from purger.cli._names_options import (
+    NamesOptions,
+    PlanNames,
+    PlanOrNamesArg,
+    RunWorkersOpt,
+    Targets,
+)
 from purger.cli._options import number, number_value, with_options
+from purger.cli._provider_options import FilesCapOpt, HardOpt
 from purger.cli._run_options import Health, PaceOptions
 from purger.health.control import ControlSettings
 from purger.launch.forecast import (
@@ -101,21 +108,9 @@ def estimate(
             rich_help_panel=PROVIDER_PANEL,
         ),
     ] = "null",
-    hard: Annotated[
-        bool,
-        typer.Option(
-            "--hard",
-            help="Hard purge: every purged object is fetched again.",
-            rich_help_panel=PROVIDER_PANEL,
-        ),
-    ] = False,
-    files_cap: Annotated[
-        str, number("provider.files_cap", "Cloudflare URLs per call.", PROVIDER_PANEL)
-    ] = "30",
-    workers: Annotated[
-        str | None,
-        number("plan.workers", "Shards at once (default: the plan's).", PACE_PANEL),
-    ] = None,
+    hard: HardOpt = False,
+    files_cap: FilesCapOpt = "30",
+    workers: RunWorkersOpt = None,
     api_latency: Annotated[
         str | None,
         number(

@@ -21,7 +21,7 @@ from rich.live import Live
 
 from purger.cli.logs import warnings_to
 from purger.engine.monitor import LiveRun
-from purger.launch.build import Presenter
+from purger.launch.execute import Presenter
 from purger.ui.live_view import format_rate, live_view
 
 __all__ = ["STOPPED_BY_OPERATOR", "LiveView", "apply_key", "cbreak", "terminal_keys"]

@@ -29,7 +29,7 @@ from rich.console import Console
 from purger.engine.monitor import LiveRun, RetryView, Snapshot
 from purger.engine.run import RunOutcome, RunStatistics
 from purger.health.control import Decision
-from purger.launch.build import Presenter
+from purger.launch.execute import Presenter
 from purger.ui.report import format_duration
 
 __all__ = [

@@ -22,7 +22,8 @@ from purger.cli._app import (
     app,
 )
 from purger.errors import UsageError
-from purger.health.signals import HealthReader, Sample, SignalSpec
+from purger.health.reader import HealthReader
+from purger.health.signals import Sample, SignalSpec
 from purger.ui.report import (
     render_probe,
 )

@@ -8,12 +8,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from purger.cli._app import NAMES_PANEL, STATE_PANEL, ExitCode, _exit_codes, app
+from purger.cli._app import STATE_PANEL, ExitCode, _exit_codes, app
 from purger.cli._job import ConfigOpt
 from purger.cli._metrics_options import MetricsSettings
 from purger.cli._names import plan_and_names
-from purger.cli._names_options import NamesOptions, PlanNames, PlanOrNamesArg, Targets
-from purger.cli._options import number, number_value, with_options
+from purger.cli._names_options import (
+    NamesOptions,
+    PlanNames,
+    PlanOrNamesArg,
+    RunWorkersOpt,
+    Targets,
+)
+from purger.cli._options import number_value, with_options
 from purger.cli._provider_options import ProviderOptions
 from purger.cli._run_options import (
     Health,
@@ -48,10 +54,7 @@ def run(
     state: StateOptions,
     output: Output,
     metrics: MetricsSettings,
-    workers: Annotated[
-        str | None,
-        number("plan.workers", "Shards purged at once (default: the plan's).", NAMES_PANEL),
-    ] = None,
+    workers: RunWorkersOpt = None,
     dry_run: Annotated[
         bool,
         typer.Option(

@@ -1,12 +1,11 @@
 """``purger scan``: probe every target of a names source through the cache and write the
 names found bad (loops, errors, too many redirects; stale with ``--stale-before``) to a
-names file that ``purger run`` takes as it is: the small blast radius. The probe options
-declared here are ``verify``'s too."""
+names file that ``purger run`` takes as it is: the small blast radius. Its probe options
+(``cli/_probe_options.py``) are ``verify``'s too."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -22,14 +21,14 @@ from rich.table import Table
 
 from purger.cli._app import ExitCode, _exit_codes, app
 from purger.cli._names import load_names
-from purger.cli._names_options import SourceOptions
+from purger.cli._names_options import NamesFileArg, SourceOptions
 from purger.cli._options import with_options
+from purger.cli._probe_options import ProbeOptions
 from purger.cli._run_options import Health, Signals
 from purger.errors import UsageError
 from purger.health.control import ControlSettings
 from purger.health.signals import SignalSpec
 from purger.planning.targets import bind_rows, columns_of, parse_templates
-from purger.probing.classify import Freshness
 from purger.probing.governed import governed
 from purger.probing.prober import Prober, ProbeSettings, probe_pacer, probe_transport
 from purger.probing.tally import Tally
@@ -46,58 +45,7 @@ ViaOpt = Annotated[
         " and path (repeat for each node). Without it, probes go to the URL's host.",
     ),
 ]
-ExpectOpt = Annotated[
-    list[int] | None,
-    typer.Option("--expect", help="A status that ends a probe well (repeat; default 200)."),
-]
-MaxRedirectsOpt = Annotated[
-    int, typer.Option("--max-redirects", help="Redirects followed per probe at most.", min=0)
-]
-MissHeaderOpt = Annotated[
-    str,
-    typer.Option(
-        "--miss-header",
-        help="'Header: VALUE' that, without an Age, says the node fetched the object (fresh).",
-    ),
-]
-ProbeRateOpt = Annotated[
-    float, typer.Option("--rate", help="Probe requests per second at most ('inf': no limit).")
-]
-ProbeConcurrencyOpt = Annotated[
-    int, typer.Option("--concurrency", help="Probe requests in flight at most.", min=1)
-]
-ProbeTimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds for each request.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
-
-
-def probe_settings(
-    *,
-    expect: Sequence[int] | None,
-    max_redirects: int,
-    miss_header: str,
-    purged_at: float | None,
-    soft_grace: float = 0.0,
-) -> ProbeSettings:
-    """The probe options, checked."""
-    name, colon, value = miss_header.partition(":")
-    if not colon or not name.strip() or not value.strip():
-        raise UsageError(f"--miss-header {miss_header!r}: write it as 'Header: VALUE'")
-    statuses = frozenset(expect or (200,))
-    if any(not 100 <= s <= 599 for s in statuses):
-        raise UsageError(f"--expect takes HTTP statuses (100-599), not {sorted(statuses)}")
-    if not 0 <= soft_grace < math.inf:
-        raise UsageError(f"--soft-grace must be >= 0 seconds, not {soft_grace}")
-    freshness = Freshness(purged_at=purged_at, miss_header=name.strip(), miss_value=value.strip())
-    return ProbeSettings(
-        expect=statuses, max_redirects=max_redirects, freshness=freshness, soft_grace=soft_grace
-    )
-
-
-def check_pace(rate: float, timeout: float) -> None:
-    if not rate > 0:
-        raise UsageError(f"--rate must be > 0 (or inf), not {rate}")
-    if not 0 < timeout < math.inf:
-        raise UsageError(f"--timeout must be > 0 seconds, not {timeout}")
 
 
 def parse_time(text: str, flag: str) -> float:
@@ -154,10 +102,7 @@ def write_names(path: Path, names: Sequence[str]) -> None:
 @app.command()
 @with_options
 def scan(
-    source: Annotated[
-        str | None,
-        typer.Argument(help="Names file ('-' for stdin), or use --names-url/--sample."),
-    ] = None,
+    source: NamesFileArg = None,
     *,
     reading: SourceOptions,
     signals: Signals,
@@ -179,12 +124,7 @@ def scan(
             metavar="TIME",
         ),
     ] = None,
-    expect: ExpectOpt = None,
-    max_redirects: MaxRedirectsOpt = 5,
-    miss_header: MissHeaderOpt = "X-Cache: MISS",
-    rate: ProbeRateOpt = 500.0,
-    concurrency: ProbeConcurrencyOpt = 8,
-    timeout: ProbeTimeoutOpt = 10.0,
+    probe: ProbeOptions,
     as_json: JsonOpt = False,
     sample: Annotated[
         bool, typer.Option("--sample", help="Use the bundled sample of real PyPI names.")
@@ -206,11 +146,8 @@ def scan(
             raise UsageError("--out FILE is required: where the bad names go")
         if not out_path.parent.is_dir():
             raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
-        check_pace(rate, timeout)
-        settings = probe_settings(
-            expect=expect,
-            max_redirects=max_redirects,
-            miss_header=miss_header,
+        probe.check_pace()
+        settings = probe.settings(
             purged_at=None if stale_before is None else parse_time(stale_before, "--stale-before"),
         )
         name_set, _ = load_names(
@@ -220,8 +157,10 @@ def scan(
         targets = list(probe_targets(name_set.names, templates, name_set.aliases))
         work = [(t, node) for t in targets for node in (nodes or (None,))]
         started = time.monotonic()
-        governance = governance_of(signals, health, rate)
-        tally = anyio.run(_scan, work, settings, rate, concurrency, timeout, governance)
+        governance = governance_of(signals, health, probe.rate)
+        tally = anyio.run(
+            _scan, work, settings, probe.rate, probe.concurrency, probe.timeout, governance
+        )
         seconds = time.monotonic() - started
         bad = [s for spellings in tally.bad_names.values() for s in spellings]
         write_names(out_path, list(dict.fromkeys(sorted(bad))))

@@ -23,7 +23,8 @@ from purger.engine.run import RunOutcome, RunSettings, RunStatus
 from purger.errors import StateError
 from purger.health.control import ControlSettings, Decision
 from purger.health.signals import SignalSpec
-from purger.launch.build import PaceOptions, Presenter, execute_run
+from purger.launch.build import PaceOptions
+from purger.launch.execute import Presenter, execute_run
 from purger.names.nameset import NameSet
 from purger.observability.publish import MetricsPublisher, MetricsSettings
 from purger.pacing.pacer import AnyioClock

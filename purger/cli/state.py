@@ -20,7 +20,8 @@ from purger.cli._app import (
     app,
 )
 from purger.observability.state_metrics import state_exposition
-from purger.state.sqlite import StateStore, status_document
+from purger.state.sqlite import StateStore
+from purger.state.status import status_document
 from purger.ui.status import render_status
 
 StateArg = Annotated[

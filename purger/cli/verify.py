@@ -17,23 +17,16 @@ from rich.console import Console
 from purger import __version__
 from purger.cli._app import ExitCode, _exit_codes, app
 from purger.cli._names import load_names
-from purger.cli._names_options import SourceOptions
+from purger.cli._names_options import NamesFileArg, SourceOptions
 from purger.cli._options import with_options
+from purger.cli._probe_options import ProbeOptions
 from purger.cli._run_options import Health, Signals
 from purger.cli.scan import (
-    ExpectOpt,
     Governance,
     JsonOpt,
-    MaxRedirectsOpt,
-    MissHeaderOpt,
-    ProbeConcurrencyOpt,
-    ProbeRateOpt,
-    ProbeTimeoutOpt,
     ViaOpt,
-    check_pace,
     governance_of,
     parse_time,
-    probe_settings,
     render_tally,
 )
 from purger.errors import UsageError
@@ -58,10 +51,7 @@ _AGENT = {"User-Agent": f"purger/{__version__}"}
 @app.command()
 @with_options
 def verify(
-    source: Annotated[
-        str | None,
-        typer.Argument(help="The run's names file ('-' for stdin), or use --names-url."),
-    ] = None,
+    source: NamesFileArg = None,
     *,
     reading: SourceOptions,
     signals: Signals,
@@ -109,12 +99,7 @@ def verify(
             help="Probe a stale answer again after SECONDS (a soft purge's one stale answer).",
         ),
     ] = 1.0,
-    expect: ExpectOpt = None,
-    max_redirects: MaxRedirectsOpt = 5,
-    miss_header: MissHeaderOpt = "X-Cache: MISS",
-    rate: ProbeRateOpt = 500.0,
-    concurrency: ProbeConcurrencyOpt = 8,
-    timeout: ProbeTimeoutOpt = 10.0,
+    probe: ProbeOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Probe the targets of the run in --state through the cache (every node of a Varnish
@@ -133,7 +118,7 @@ def verify(
             raise UsageError("give --sample F with 0 < F <= 1, or --all, not both")
         if not 0 <= round_wait < float("inf"):
             raise UsageError(f"--round-wait must be >= 0 seconds, not {round_wait}")
-        check_pace(rate, timeout)
+        probe.check_pace()
         with StateStore.open(state) as store:
             record = store.load_run()
             if record is None:
@@ -141,10 +126,7 @@ def verify(
             templates = parse_templates((), url_template or record.url_templates or _no_urls())
             nodes = check_nodes(via or _run_nodes(record))
             since = parse_time(purged_at, "--purged-at") if purged_at else _started(record)
-            settings = probe_settings(
-                expect=expect,
-                max_redirects=max_redirects,
-                miss_header=miss_header,
+            settings = probe.settings(
                 purged_at=since,
                 soft_grace=soft_grace,
             )
@@ -161,8 +143,8 @@ def verify(
             work = [(t, node) for t in targets for node in (nodes or (None,))]
             keys = bind_rows(keys, name_set.rows)
             outcome, repurger = anyio.run(
-                _verify, work, settings, record, keys, repurge, rounds, round_wait, rate,
-                concurrency, timeout, governance_of(signals, health, rate),
+                _verify, work, settings, record, keys, repurge, rounds, round_wait, probe.rate,
+                probe.concurrency, probe.timeout, governance_of(signals, health, probe.rate),
             )  # fmt: skip
             targets_of = repurger.targets_of if repurger else _own_url
             still_bad = still_bad_failures(outcome, record.shards, targets_of)

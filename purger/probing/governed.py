@@ -15,7 +15,8 @@ import httpx
 from purger import __version__
 from purger.health.control import ControlSettings
 from purger.health.governor import Governor
-from purger.health.signals import HealthReader, SignalSpec
+from purger.health.reader import HealthReader
+from purger.health.signals import SignalSpec
 from purger.pacing.pacer import Pacer
 
 __all__ = ["governed"]

@@ -18,7 +18,8 @@ from purger.engine.monitor import LiveRun, Snapshot
 from purger.engine.run import Run, RunOutcome, RunSettings
 from purger.health.control import ControlSettings, Decision
 from purger.health.governor import Governor
-from purger.health.signals import HealthReader, SignalKind, SignalSpec, SourceKind
+from purger.health.reader import HealthReader
+from purger.health.signals import SignalKind, SignalSpec, SourceKind
 from purger.names.nameset import NameSet
 from purger.pacing.pacer import AdaptiveLimit, AnyioClock, Pacer, TokenBucket
 from purger.planning.plan import Plan

@@ -27,7 +27,7 @@ from purger.errors import LeaseLostError, UsageError
 from purger.state.pgconnect import Connected
 from purger.state.pgruns import DEFAULT_RUN
 from purger.state.postgres import PostgresStore, ahead_json, open_run, progress_of
-from purger.state.sqlite import ShardProgress
+from purger.state.records import ShardProgress
 
 __all__ = ["DEFAULT_LEASE_TTL", "LeasedStore", "ShardLease"]
 

@@ -29,14 +29,14 @@ from purger.planning.plan import Shard
 from purger.state.pgconnect import Connected, connect
 from purger.state.pgruns import DEFAULT_RUN, lock_run, resolve_run
 from purger.state.pgschema import check_version, migrate, schema_version
-from purger.state.sqlite import (
+from purger.state.records import (
     Failure,
     RatePoint,
     RunRecord,
     ShardProgress,
     StateSummary,
-    _differences,
-    _to_json,
+    differences,
+    to_json,
 )
 
 __all__ = ["DEFAULT_RUN", "PostgresStore", "ahead_json", "open_run", "progress_of"]
@@ -141,9 +141,9 @@ class PostgresStore:
 
     def start_run(self, record: RunRecord) -> None:
         """Record a new run under this name and one progress row per shard, atomically."""
-        options = _to_json(record.provider_options, "provider_options")
-        keys = _to_json(list(record.key_templates), "key_templates")
-        urls = _to_json(list(record.url_templates), "url_templates")
+        options = to_json(record.provider_options, "provider_options")
+        keys = to_json(list(record.key_templates), "key_templates")
+        urls = to_json(list(record.url_templates), "url_templates")
         with self._writing() as db:
             # ON CONFLICT: of two leased runners starting the run together, one records it.
             row = db.execute(
@@ -179,10 +179,10 @@ class PostgresStore:
         stored = self.load_run()
         if stored is None:
             raise UsageError(f"nothing to resume in {self._where}")
-        differences = _differences(stored, record)
-        if differences:
+        found = differences(stored, record)
+        if found:
             raise StateMismatchError(
-                f"state {self._where} belongs to another run: {'; '.join(differences)}"
+                f"state {self._where} belongs to another run: {'; '.join(found)}"
             )
 
     def progress(self) -> dict[int, ShardProgress]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
-from purger.state.sqlite import Failure, RatePoint, RunRecord, ShardProgress, StateSummary
+from purger.state.records import Failure, RatePoint, RunRecord, ShardProgress, StateSummary
 
 __all__ = ["Store"]
 

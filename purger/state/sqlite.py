@@ -16,14 +16,13 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
 from purger.errors import InputError, StateError, StateMismatchError, UsageError
-from purger.model import Secret, TargetKind
+from purger.model import TargetKind
 from purger.planning.plan import Shard
 from purger.state.files import (
     FileIdentity,
@@ -34,7 +33,29 @@ from purger.state.files import (
     lock,
     write_trouble,
 )
+from purger.state.records import (
+    VERIFY_REASON,
+    Failure,
+    RatePoint,
+    RunRecord,
+    ShardProgress,
+    StateSummary,
+    Verification,
+    differences,
+    to_json,
+)
+from purger.state.sqliteschema import (
+    APPLICATION_ID,
+    HISTORY_TABLE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUS_TABLE,
+    connect,
+    read_only,
+)
 
+# The record types are re-exported: they lived here before state/records.py, and
+# engine/run.py, probing/ and cli/ still import them from here.
 __all__ = [
     "SCHEMA_VERSION",
     "VERIFY_REASON",
@@ -46,128 +67,10 @@ __all__ = [
     "StateSummary",
     "Verification",
     "holds_run",
-    "status_document",
 ]
 
-SCHEMA_VERSION: Final = 1
-#: "purg" in the SQLite header's application_id tells a purger state from other databases.
-_APPLICATION_ID: Final = 0x70757267
-#: The run's latest figures for an operator's ``status``: ETA, observed rate. Made on open
-#: too, for states created before it existed.
-_STATUS_TABLE: Final = (
-    "CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-)
-#: The run's rate over time, a point every few seconds, for ``status`` after the fact (made
-#: on open too, like ``status``). ``allowed`` is NULL when unbounded (``--rate inf``).
-_HISTORY_TABLE: Final = (
-    "CREATE TABLE IF NOT EXISTS rate_history (seq INTEGER PRIMARY KEY, at TEXT NOT NULL,"
-    " rate REAL NOT NULL, allowed REAL, targets INTEGER NOT NULL, held TEXT NOT NULL)"
-)
-#: What ``purger verify`` saw, a row per target, node and round (made on open too).
-_VERIFY_TABLE: Final = (
-    "CREATE TABLE IF NOT EXISTS verification (seq INTEGER PRIMARY KEY, at TEXT NOT NULL,"
-    " round INTEGER NOT NULL, target TEXT NOT NULL, node TEXT NOT NULL, verdict TEXT NOT NULL,"
-    " detail TEXT NOT NULL)"
-)
-#: Failures ``verify`` records start so; the next verify replaces them.
-VERIFY_REASON: Final = "verify: "
-#: Failure reasons in a status document, most frequent first.
-_SHOWN_REASONS: Final = 10
 #: ``status`` key of the run's id: made when the run starts, stable across resumes.
 _RUN_ID: Final = "run_id"
-_SCHEMA: Final = (
-    """CREATE TABLE run (
-        id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL,
-        provider TEXT NOT NULL, provider_options TEXT NOT NULL, key_templates TEXT NOT NULL,
-        url_templates TEXT NOT NULL, purger_version TEXT NOT NULL, created_at TEXT NOT NULL)""",
-    """CREATE TABLE shard (
-        id INTEGER PRIMARY KEY, range_start TEXT NOT NULL, range_limit TEXT,
-        count INTEGER NOT NULL, weight REAL NOT NULL, cursor TEXT,
-        done INTEGER NOT NULL DEFAULT 0, done_ahead TEXT NOT NULL DEFAULT '[]',
-        targets_done INTEGER NOT NULL DEFAULT 0)""",
-    """CREATE TABLE failure (
-        seq INTEGER PRIMARY KEY, target TEXT NOT NULL, kind TEXT NOT NULL,
-        shard_id INTEGER NOT NULL, reason TEXT NOT NULL)""",
-    f"PRAGMA application_id = {_APPLICATION_ID}",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunRecord:
-    """What a run was started with; a resume must match it (see :meth:`StateStore.check_resume`)."""
-
-    fingerprint: str
-    provider: str
-    #: JSON-able and never secret; tuples come back from :meth:`StateStore.load_run` as lists.
-    provider_options: Mapping[str, object]
-    key_templates: tuple[str, ...]
-    url_templates: tuple[str, ...]
-    shards: tuple[Shard, ...]
-    purger_version: str
-    #: UTC ISO 8601, set by the store when the run starts; ignored by ``start_run``.
-    created_at: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShardProgress:
-    """How far a shard got: everything before ``cursor`` and the chunks in ``done_ahead``."""
-
-    shard_id: int
-    #: The first name not yet known to be purged; ``None``: start at the shard's start.
-    cursor: str | None = None
-    #: Every name of the shard is purged (or failed and recorded).
-    done: bool = False
-    #: First names of the chunks finished beyond the cursor (chunks finish out of order).
-    done_ahead: frozenset[str] = frozenset()
-    #: Targets purged so far, cumulative.
-    targets_done: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Failure:
-    """A target the provider refused for good, kept for the report and a later retry."""
-
-    target: str
-    kind: TargetKind
-    shard_id: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RatePoint:
-    """The run's pace at one moment (the store dates it when it commits it)."""
-
-    #: Targets per second observed, smoothed over about a minute.
-    rate: float
-    #: The pacer's rate then: the ceiling, or what health allowed under it; inf: unbounded.
-    allowed: float
-    #: Targets purged so far by this execution.
-    targets: int
-    #: Who held new calls then (``"health"``, ``"operator"``), or ``()``.
-    held: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verification:
-    """One probe of ``purger verify``: a target through a node in a round (0: the first
-    look, 1...: after each re-purge), its class (``fresh``, ``stale``...) and why."""
-
-    round: int
-    target: str
-    node: str
-    verdict: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StateSummary:
-    """Counts for a progress line or a resume message, without loading every row."""
-
-    shards: int
-    shards_done: int
-    targets_done: int
-    failures: int
 
 
 class StateStore:
@@ -199,9 +102,9 @@ class StateStore:
         lock_fd = lock(path)
         try:
             if identity(path) is None:
-                create_whole(path, (*_SCHEMA, _STATUS_TABLE, _HISTORY_TABLE))
+                create_whole(path, (*SCHEMA, STATUS_TABLE, HISTORY_TABLE))
                 check_magic(path)  # the file now there, ours or made meanwhile
-            db = _connect(path)
+            db = connect(path)
             files = (identity(path), (os.fstat(lock_fd).st_dev, os.fstat(lock_fd).st_ino))
         except BaseException:
             os.close(lock_fd)
@@ -218,17 +121,17 @@ class StateStore:
         uri = f"{path.resolve().as_uri()}?mode=ro"
         try:
             try:
-                db, app_id = _read_only(uri)
+                db, app_id = read_only(uri)
             except sqlite3.Error as err:
                 if not is_disk_trouble(err) or identity(f"{path}-wal") is not None:
                     raise
                 # SQLite could not make its shared-memory file beside the state (a read-only
                 # directory or mount) and there is no WAL: no run has it open, so it is read
                 # as it is on disk.
-                db, app_id = _read_only(f"{uri}&immutable=1")
+                db, app_id = read_only(f"{uri}&immutable=1")
         except sqlite3.Error as err:
             raise InputError(f"cannot read state: {err}", where=str(path)) from None
-        if app_id != _APPLICATION_ID:
+        if app_id != APPLICATION_ID:
             db.close()
             raise InputError("not a purger state file", where=str(path))
         return cls(path, db, None)
@@ -283,9 +186,9 @@ class StateStore:
 
     def start_run(self, record: RunRecord) -> None:
         """Record a new run and one progress row per shard, in one transaction."""
-        options = _to_json(record.provider_options, "provider_options")
-        keys = _to_json(list(record.key_templates), "key_templates")
-        urls = _to_json(list(record.url_templates), "url_templates")
+        options = to_json(record.provider_options, "provider_options")
+        keys = to_json(list(record.key_templates), "key_templates")
+        urls = to_json(list(record.url_templates), "url_templates")
         created_at = datetime.now(UTC).isoformat(timespec="seconds")
         with self._transaction(sent=False) as db:
             if db.execute("SELECT 1 FROM run").fetchone() is not None:
@@ -313,10 +216,10 @@ class StateStore:
                 f"{self._path} holds no run to resume (the run that made it stopped before it"
                 " began; nothing was sent): run without --resume, or with --resume-or-start"
             )
-        differences = _differences(stored, record)
-        if differences:
+        found = differences(stored, record)
+        if found:
             raise StateMismatchError(
-                f"state {self._path} belongs to another run: {'; '.join(differences)}"
+                f"state {self._path} belongs to another run: {'; '.join(found)}"
             )
 
     def progress(self) -> dict[int, ShardProgress]:
@@ -532,98 +435,6 @@ class StateStore:
             raise write_trouble(self._path, err, sent=sent) from None
 
 
-def _read_only(uri: str) -> tuple[sqlite3.Connection, int]:
-    """A read-only connection to ``uri`` and the file's application id (closed on error)."""
-    db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-    try:
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-    except BaseException:
-        db.close()
-        raise
-    return db, app_id
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open the purger state at ``path`` and set it up, writing nothing (not even
-    ``journal_mode``) until reads have shown it is a purger state of this schema version."""
-    try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as err:
-        if is_disk_trouble(err):
-            raise write_trouble(path, err, sent=False) from None
-        raise InputError(f"cannot open state: {err}", where=str(path)) from None
-    try:
-        db.execute("PRAGMA synchronous = FULL")
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if app_id != _APPLICATION_ID:
-            raise InputError("not a purger state file (another SQLite database)", where=str(path))
-        if version != SCHEMA_VERSION:
-            raise InputError(
-                f"state schema version {version}; this purger reads version {SCHEMA_VERSION}",
-                where=str(path),
-            )
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(_STATUS_TABLE)
-        db.execute(_HISTORY_TABLE)
-        db.execute(_VERIFY_TABLE)
-    except sqlite3.Error as err:
-        db.close()
-        if is_disk_trouble(err):
-            raise write_trouble(path, err, sent=False) from None
-        raise InputError(f"cannot use as a purger state: {err}", where=str(path)) from None
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _to_json(value: object, where: str) -> str:
-    """JSON for the file, refusing any :class:`Secret` however deeply it is nested."""
-    _refuse_secrets(value, where)
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def _refuse_secrets(value: object, where: str) -> None:
-    if isinstance(value, Secret):
-        raise TypeError(f"{where} is a Secret: secrets are never written to the state file")
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _refuse_secrets(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple | set | frozenset):
-        for i, item in enumerate(value):
-            _refuse_secrets(item, f"{where}[{i}]")
-
-
-def _differences(stored: RunRecord, new: RunRecord) -> list[str]:
-    """What differs between the stored run and this one, most decisive first."""
-    found = []
-    if stored.fingerprint != new.fingerprint:
-        found.append(
-            f"plan fingerprint: state has {stored.fingerprint}, this run {new.fingerprint}"
-        )
-    if stored.provider != new.provider:
-        found.append(f"provider: state has {stored.provider}, this run {new.provider}")
-    old, now = stored.provider_options, json.loads(_to_json(new.provider_options, "options"))
-    if keys := sorted(k for k in old.keys() | now.keys() if old.get(k, ...) != now.get(k, ...)):
-        found.append(f"provider options differ: {', '.join(keys)}")
-    for label, was, got in (
-        ("key templates", stored.key_templates, new.key_templates),
-        ("url templates", stored.url_templates, new.url_templates),
-    ):
-        if was != got:
-            found.append(f"{label}: state has {list(was)}, this run {list(got)}")
-    if stored.shards != new.shards:
-        pairs = zip(stored.shards, new.shards, strict=False)
-        shortest = min(len(stored.shards), len(new.shards))
-        first = next((i for i, (a, b) in enumerate(pairs) if a != b), shortest)
-        found.append(
-            f"shards differ from shard {first} on"
-            f" (state has {len(stored.shards)}, this plan {len(new.shards)})"
-        )
-    return found
-
-
 def holds_run(path: Path) -> bool:
     """Whether ``path`` is a purger state with a run recorded (``--resume-or-start``);
     ``False`` when there is no file; a file that is not a state is refused."""
@@ -631,63 +442,3 @@ def holds_run(path: Path) -> bool:
         return False
     with StateStore.open_readonly(path) as store:
         return store.load_run() is not None
-
-
-def status_document(store: StateStore) -> dict[str, object]:
-    """What ``purger status`` shows: the run and its id, each shard's progress, totals,
-    rate and ETA, the rate over time, and the most frequent failure reasons."""
-    run = store.load_run()
-    progress = store.progress()
-    status = store.status()
-    summary = store.summary()
-    shards = []
-    for shard in run.shards if run is not None else ():
-        done = progress.get(shard.id)
-        shards.append(
-            {
-                "id": shard.id,
-                "start": shard.start,
-                "limit": shard.limit,
-                "names": shard.count,
-                "done": bool(done and done.done),
-                "targets_done": done.targets_done if done else 0,
-            }
-        )
-    eta = status.get("eta_s", "")
-    reasons: dict[str, int] = {}
-    for failure in store.failures():
-        reasons[failure.reason] = reasons.get(failure.reason, 0) + 1
-    return {
-        "state": str(store.path),
-        "run_id": store.run_id(),
-        "run": None
-        if run is None
-        else {
-            "fingerprint": run.fingerprint,
-            "provider": run.provider,
-            "key_templates": list(run.key_templates),
-            "url_templates": list(run.url_templates),
-            "created_at": run.created_at,
-        },
-        "shards_done": summary.shards_done,
-        "shards_total": summary.shards,
-        "targets_done": summary.targets_done,
-        "failures": summary.failures,
-        "rate": float(status["rate"]) if status.get("rate") else None,
-        "eta_s": float(eta) if eta else None,
-        "shards": shards,
-        "rate_history": [
-            {
-                "at": at,
-                "rate": round(point.rate, 3),
-                "allowed": None if math.isinf(point.allowed) else round(point.allowed, 3),
-                "targets": point.targets,
-                "held": list(point.held),
-            }
-            for at, point in store.rate_history()
-        ],
-        "failure_reasons": [
-            {"reason": reason, "count": count}
-            for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
-        ][:_SHOWN_REASONS],
-    }

@@ -17,7 +17,7 @@ from tests.engine.test_monitor import live_run
 
 pytestmark = pytest.mark.anyio
 
-SIGNALS = logging.getLogger("purger.health.signals")
+SIGNALS = logging.getLogger("purger.health.reader")
 
 
 def fail_a_read() -> None:

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from purger.errors import UsageError
+from purger.health.reader import HealthReader
 from purger.health.signals import (
     Direction,
-    HealthReader,
     Sample,
     SignalKind,
     SignalSpec,
@@ -179,7 +179,7 @@ async def test_prometheus_several_series_take_the_worst_and_oldest(
     times = (str(NOW - 5), str(NOW - 50), str(NOW - 1))
     fake_prometheus(httpx_mock, {"q": vector("0.1", "0.4", "NaN"), "timestamp(q)": vector(*times)})
     reader = HealthReader([spec(SourceKind.PROMETHEUS, "q", direction=direction)], client)
-    with caplog.at_level(logging.WARNING, logger="purger.health.signals"):
+    with caplog.at_level(logging.WARNING, logger="purger.health.reader"):
         [first] = await reader.read()
         await reader.read()
     assert (first.value, first.observed_at) == (worst, NOW - 50)

@@ -31,8 +31,8 @@ from purger.state.sqlite import (
     ShardProgress,
     StateStore,
     StateSummary,
-    status_document,
 )
+from purger.state.status import status_document
 
 SHARDS = (
     Shard(0, "", "g", 120, 120.0),
