@@ -12,11 +12,11 @@ credential stops everything at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 from anyio import CancelScope
@@ -32,6 +32,7 @@ from purger.engine.batching import (
     shard_batches,
     target_counts,
 )
+from purger.engine.leasing import LeaseKeeper, ShardLeases
 from purger.engine.retries import RetryNotice
 from purger.errors import (
     AuthError,
@@ -40,6 +41,7 @@ from purger.errors import (
     RejectedError,
     StateError,
     TransientError,
+    UnavailableError,
     UsageError,
 )
 from purger.model import Batch, TargetKind
@@ -185,6 +187,7 @@ class Run:
         store: ProgressStore,
         settings: RunSettings,
         clock: Clock,
+        leases: ShardLeases | None = None,
     ) -> None:
         if not providers:
             raise ValueError("a run needs at least one provider")
@@ -198,6 +201,8 @@ class Run:
         self._store = store
         self._settings = settings
         self._clock = clock
+        # A run shared by several runners: shards are claimed from the database by lease.
+        self._keeper = None if leases is None else LeaseKeeper(leases)
         self._caps = caps_for(providers[0], self._kinds)
         # Calls in flight per provider (one HTTP client each): a call goes to the least
         # busy, so that no client's connection pool has callers waiting in it (httpcore
@@ -330,11 +335,19 @@ class Run:
             queue.append(shard)
         queue.reverse()  # pop() from the end takes the heaviest first
 
+        keeper = self._keeper
+
         def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
             for _ in range(min(self._settings.workers, len(queue))):
-                workers.start_soon(self._worker, queue, cursors, checkpoints)
+                if keeper is None:
+                    workers.start_soon(self._worker, queue, cursors, checkpoints)
+                else:
+                    workers.start_soon(self._leased_worker, keeper, checkpoints)
 
-        await self._drive(stop, spawn)
+        if keeper is None:
+            await self._drive(stop, spawn)
+        else:
+            await self._drive_leased(keeper, stop, spawn)
         statistics = self.statistics()
         if self._stopping and len(self._done) < len(self._plan.shards):
             return RunOutcome(status=RunStatus.STOPPED, statistics=statistics, reason=self._reason)
@@ -373,10 +386,34 @@ class Run:
         status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
         return RunOutcome(status=status, statistics=statistics)
 
+    async def _drive_leased(
+        self,
+        keeper: LeaseKeeper,
+        stop: anyio.Event | None,
+        spawn: Callable[[TaskGroup, MemoryObjectSendStream[_Write]], None],
+    ) -> None:
+        """:meth:`_drive` with leases kept alive; then what this runner holds is given
+        back, and the shards done are those the database says (other runners' too)."""
+        try:
+            await self._drive(stop, spawn, partial(keeper.keep_alive, self._lost_state))
+        finally:
+            await keeper.release_all()
+        if self._state_error is None:
+            progress = await anyio.to_thread.run_sync(self._store.progress)
+            self._done = {shard_id for shard_id, p in progress.items() if p.done}
+
+    def _lost_state(self, error: StateError) -> None:
+        """The state is out of reach or a lease was lost: send nothing more, at once."""
+        if self._state_error is None:
+            self._state_error = error
+        self.stop(str(error))
+        self.hurry()
+
     async def _drive(
         self,
         stop: anyio.Event | None,
         spawn: Callable[[TaskGroup, MemoryObjectSendStream[_Write]], None],
+        *helpers: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         """The workers ``spawn`` starts, with the one checkpoint writer, the ETA and the
         watcher that turns a stop into a bounded drain; a refused credential is raised."""
@@ -390,6 +427,8 @@ class Run:
             writer.start_soon(self._write_checkpoints, receive)
             async with send, anyio.create_task_group() as watcher:
                 watcher.start_soon(self._estimate_eta, send)
+                for helper in helpers:
+                    watcher.start_soon(helper)
                 async with anyio.create_task_group() as workers:
                     watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
                     spawn(workers, send)
@@ -436,6 +475,25 @@ class Run:
         while queue and not self._should_stop():
             shard = queue.pop()
             await self._walk(shard, cursors[shard.id], checkpoints)
+
+    async def _leased_worker(
+        self, keeper: LeaseKeeper, checkpoints: MemoryObjectSendStream[_Write]
+    ) -> None:
+        """Claim the heaviest free shard, walk it from its cursor, and again."""
+        shards = {shard.id: shard for shard in self._plan.shards}
+        while not self._should_stop():
+            lease = await keeper.next_shard(self._stop_flag())
+            if lease is None:
+                return
+            saved = lease.progress
+            self._shard_targets[saved.shard_id] = saved.targets_done
+            cursor = ShardCursor.restore(self._kinds, saved.cursor, saved.done_ahead)
+            await self._walk(shards[saved.shard_id], cursor, checkpoints)
+
+    def _stop_flag(self) -> anyio.Event:
+        if self._stopped is None:
+            raise RuntimeError("the stop event is made when the run starts")
+        return self._stopped
 
     async def _walk(
         self,
@@ -597,10 +655,13 @@ class Run:
                             commit()
                         else:
                             await anyio.to_thread.run_sync(commit)
-                    except StateError as error:
-                        self._state_error = error
-                        self.stop(str(error))
-                        self.hurry()
+                    except UnavailableError as error:
+                        # A database's trouble or a lease lost: stop, resumable.
+                        self._lost_state(
+                            error
+                            if isinstance(error, StateError)
+                            else StateError(str(error), resumable=True)
+                        )
                 for _ in range(slots):
                     answers.release()
 

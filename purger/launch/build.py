@@ -30,7 +30,10 @@ from purger.planning.targets import Template
 from purger.providers import ProviderOptions, create_provider
 from purger.providers.base import Provider
 from purger.providers.http1 import Http1Transport
+from purger.state.leases import LeasedStore
+from purger.state.protocol import Store
 from purger.state.sqlite import Failure, RunRecord, StateStore, StateSummary
+from purger.state.stores import StateRef
 
 __all__ = [
     "PaceOptions",
@@ -182,8 +185,8 @@ async def execute_run(
     env: Mapping[str, str],
     pace: PaceOptions,
     settings: RunSettings,
-    state_path: Path,
-    resume: bool,
+    state: StateRef,
+    resume: bool | None,
     clock: Clock,
     present: Presenter | None = None,
     on_resume: Callable[[StateSummary], None] = lambda summary: None,
@@ -208,20 +211,20 @@ async def execute_run(
         # From the moment the state may exist, SIGINT/SIGTERM stop the run (exit 3), even
         # before it sends: the receiver keeps them until the run is there to stop.
         signals_in = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-        with signals_in as received, StateStore.open(state_path) as store:
+        with signals_in as received, _open(state) as store:
             record = run_record(plan, options, templates)
             mode, earlier_failures = "run", 0
             if retry_failed:
                 if store.load_run() is None:
-                    raise UsageError(f"no run recorded in {state_path}: nothing to retry")
+                    raise UsageError(f"no run recorded in {state}: nothing to retry")
                 store.check_resume(record)
                 mode = "retry-failed"
-            elif resume:
+            elif resume or (resume is None and not _started(store, record)):
                 store.check_resume(record)  # refuses a state that holds no run
                 summary = store.summary()
                 on_resume(summary)
                 mode, earlier_failures = "resume", summary.failures
-            else:
+            elif resume is not None:
                 store.start_run(record)
             pacer = _pacer(pace, providers[0], clock)
             run = Run(
@@ -233,6 +236,7 @@ async def execute_run(
                 store=store,
                 settings=settings,
                 clock=clock,
+                leases=store if isinstance(store, LeasedStore) else None,
             )
             governor = None
             if signals and control is not None:
@@ -261,6 +265,25 @@ async def execute_run(
     finally:
         for client in [*clients, health_client]:
             await client.aclose()
+
+
+def _open(state: StateRef) -> Store:
+    """The state: a file this run holds alone, or a database run it shares by leases."""
+    return state.join() if state.shared else StateStore.open(state.path)
+
+
+def _started(store: Store, record: RunRecord) -> bool:
+    """Record the run unless the state holds one already (another runner may have recorded
+    it a moment ago): whether this runner started it."""
+    if store.load_run() is not None:
+        return False
+    try:
+        store.start_run(record)
+    except UsageError:
+        if store.load_run() is None:
+            raise
+        return False  # a runner beside us recorded it first
+    return True
 
 
 async def _execute_with_signals(

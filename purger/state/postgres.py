@@ -303,6 +303,17 @@ class PostgresStore:
             for target, kind, shard, reason in rows
         ]
 
+    def leased(self) -> int:
+        """Shards not done that a runner holds now (a live lease): the run is going."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT count(*) FROM purger.shard s JOIN purger.run r ON r.id = s.run"
+                " WHERE r.name = %s AND NOT s.done AND s.owner IS NOT NULL"
+                " AND s.lease_until > now()",
+                (self._name,),
+            ).fetchone()
+        return 0 if row is None else int(cast(int, row[0]))
+
     def summary(self) -> StateSummary:
         """Shard, done-shard, target and failure counts."""
         with self._reading() as db:

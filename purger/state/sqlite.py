@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from purger.errors import InputError, StateError, StateMismatchError, UsageError
 from purger.model import Secret, TargetKind
@@ -34,6 +34,9 @@ from purger.state.files import (
     lock,
     write_trouble,
 )
+
+if TYPE_CHECKING:
+    from purger.state.protocol import Store
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -633,7 +636,7 @@ def holds_run(path: Path) -> bool:
         return store.load_run() is not None
 
 
-def status_document(store: StateStore) -> dict[str, object]:
+def status_document(store: Store, where: str | None = None) -> dict[str, object]:
     """What ``purger status`` shows: the run and its id, each shard's progress, totals,
     rate and ETA, the rate over time, and the most frequent failure reasons."""
     run = store.load_run()
@@ -658,7 +661,8 @@ def status_document(store: StateStore) -> dict[str, object]:
     for failure in store.failures():
         reasons[failure.reason] = reasons.get(failure.reason, 0) + 1
     return {
-        "state": str(store.path),
+        # A file's path, or a database's redacted URL and run (``where``).
+        "state": where if where is not None else str(getattr(store, "path", "")),
         "run_id": store.run_id(),
         "run": None
         if run is None
