@@ -417,6 +417,18 @@ def test_docs_document_every_key_and_variable():
         assert all(f"`{flag}`" in row for flag in flags), setting.key
 
 
+def test_a_postgresql_state_in_a_job_file_stays_a_url(tmp_path):
+    """``run.state`` may name a database: kept as written, not made a path beside the job
+    file (which would fold ``//`` and break it), from the file and the environment alike."""
+    path = tmp_path / "purger.toml"
+    path.write_text("[run]\nstate = 'postgresql://purger@db:5432/purges'\nname = 'nightly'\n")
+    run = job_defaults(read_job(path, {}), _params("run"))
+    assert run["state_spec"] == "postgresql://purger@db:5432/purges"
+    assert run["run_name"] == "nightly"
+    env = read_job(None, {"PURGER_RUN_STATE": "postgresql://purger@db/purges"})
+    assert job_defaults(env, _params("run"))["state_spec"] == "postgresql://purger@db/purges"
+
+
 def test_job_keys_go_to_each_command_s_own_parameters(tmp_path):
     """plan.file is plan's --out and run's argument; names.source then run's --names, or
     --names-url for a URL; [[signal]] tables reach --signals; keys a command lacks are not
@@ -432,7 +444,7 @@ def test_job_keys_go_to_each_command_s_own_parameters(tmp_path):
     assert run["plan_or_names"] == tmp_path / "p.json"
     assert run["names_file"] == str(tmp_path / "n.txt")
     assert run["signals_file"] == path
-    assert run["state_file"] == tmp_path / "s"
+    assert run["state_spec"] == tmp_path / "s"
     plan = job_defaults(job, _params("plan"))
     assert plan == {"out": tmp_path / "p.json", "source": str(tmp_path / "n.txt")}
     url = read_job(None, {"PURGER_NAMES_SOURCE": "https://pypi.org/simple/"})
