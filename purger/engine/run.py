@@ -12,16 +12,15 @@ credential stops everything at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import anyio
 from anyio import CancelScope
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from purger.engine.batching import (
     PlannedBatch,
@@ -32,7 +31,16 @@ from purger.engine.batching import (
     shard_batches,
     target_counts,
 )
+from purger.engine.checkpoints import Write, write_checkpoints
 from purger.engine.leasing import LeaseKeeper, ShardLeases
+from purger.engine.outcome import (
+    ProgressStore,
+    RunOutcome,
+    RunSettings,
+    RunStatistics,
+    RunStatus,
+    ShardState,
+)
 from purger.engine.retries import RetryNotice
 from purger.errors import (
     AuthError,
@@ -41,13 +49,12 @@ from purger.errors import (
     RejectedError,
     StateError,
     TransientError,
-    UnavailableError,
     UsageError,
 )
 from purger.model import Batch, TargetKind
 from purger.names.nameset import NameSet
 from purger.pacing.pacer import Clock, Pacer, PacerClosedError
-from purger.pacing.retrying import RetryPolicy, call_with_retries
+from purger.pacing.retrying import call_with_retries
 from purger.planning.estimate import window_per_worker
 from purger.planning.plan import Plan, Shard
 from purger.planning.targets import Template
@@ -72,97 +79,11 @@ _ETA_SMOOTHING: Final = 0.2
 _HISTORY_EVERY: Final = 10.0
 
 
-class ProgressStore(Protocol):
-    """What the engine needs of the state store (``purger.state.sqlite.StateStore`` has it)."""
-
-    def progress(self) -> dict[int, ShardProgress]: ...
-
-    def commit(
-        self,
-        updates: Sequence[ShardProgress],
-        failures: Sequence[Failure] = (),
-        status: Mapping[str, str] | None = None,
-        history: Sequence[RatePoint] = (),
-        retried: Sequence[Failure] = (),
-    ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunSettings:
-    workers: int = 16
-    #: Wall seconds a stop waits for batches in flight before cancelling them (they are
-    #: redone on resume).
-    drain_timeout: float = 30.0
-    #: Stop cleanly (resumable) after this many seconds; ``None``: run to the end.
-    max_duration: float | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    #: Commit on the event loop, not in a thread: for a store in memory (the simulator),
-    #: so that virtual time never jumps ahead while a call waits for its commit.
-    commit_on_loop: bool = False
-
-
-class RunStatus(StrEnum):
-    DONE = "done"
-    FAILED_TARGETS = "failed-targets"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunStatistics:
-    batches: int
-    targets: int
-    failures: int
-    shards_done: int
-    shards: int
-    elapsed: float
-    #: Calls accepted that purged no object by the provider's own count (Varnish says).
-    empty_batches: int = 0
-    #: Targets per second over the last minute or so; 0 before the first estimate.
-    rate: float = 0.0
-    #: Seconds left at that rate, the biggest remaining shard considered; ``None``: unknown.
-    eta_s: float | None = None
-    #: Targets per second over the last few seconds (what "now" means in a live view).
-    rate_now: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShardState:
-    """One shard as a live view shows it: its range, and its targets done of those its
-    names make (this run's and earlier runs' of the same state)."""
-
-    id: int
-    start: str
-    limit: str | None
-    weight: float
-    targets_done: int
-    targets_total: int
-    done: bool
-
-
-@dataclass(slots=True)
-class _Write:
-    """One confirmation for the writer: a shard's progress, failures, retried failures,
-    and the answer slots (:attr:`Run._answers`) it frees once committed."""
-
-    progress: ShardProgress | None = None
-    failures: list[Failure] = field(default_factory=list)
-    retried: list[Failure] = field(default_factory=list)
-    slots: int = 0
-
-
 @dataclass(slots=True)
 class _Held:
     """The answer slot a batch holds once a call of it was answered (0 or 1)."""
 
     count: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunOutcome:
-    status: RunStatus
-    statistics: RunStatistics
-    #: Why the run stopped early, for the operator; ``None`` when it ran to the end.
-    reason: str | None = None
 
 
 class _GaveUpError(Exception):
@@ -337,7 +258,7 @@ class Run:
 
         keeper = self._keeper
 
-        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[Write]) -> None:
             for _ in range(min(self._settings.workers, len(queue))):
                 if keeper is None:
                     workers.start_soon(self._worker, queue, cursors, checkpoints)
@@ -375,7 +296,7 @@ class Run:
             )
         queue.reverse()
 
-        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[Write]) -> None:
             for _ in range(min(self._pacer.limit.maximum, len(queue))):
                 workers.start_soon(self._retry_worker, queue, checkpoints)
 
@@ -390,7 +311,7 @@ class Run:
         self,
         keeper: LeaseKeeper,
         stop: anyio.Event | None,
-        spawn: Callable[[TaskGroup, MemoryObjectSendStream[_Write]], None],
+        spawn: Callable[[TaskGroup, MemoryObjectSendStream[Write]], None],
     ) -> None:
         """:meth:`_drive` with leases kept alive; then what this runner holds is given
         back, and the shards done are those the database says (other runners' too)."""
@@ -412,7 +333,7 @@ class Run:
     async def _drive(
         self,
         stop: anyio.Event | None,
-        spawn: Callable[[TaskGroup, MemoryObjectSendStream[_Write]], None],
+        spawn: Callable[[TaskGroup, MemoryObjectSendStream[Write]], None],
         *helpers: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         """The workers ``spawn`` starts, with the one checkpoint writer, the ETA and the
@@ -422,9 +343,19 @@ class Run:
         self._stop_event = stop
         if self._stopping:  # stopped before it started: the stop finds the events now
             stopped.set()
-        send, receive = anyio.create_memory_object_stream[_Write](max_buffer_size=1024)
+        send, receive = anyio.create_memory_object_stream[Write](max_buffer_size=1024)
         async with anyio.create_task_group() as writer:
-            writer.start_soon(self._write_checkpoints, receive)
+            writer.start_soon(
+                partial(
+                    write_checkpoints,
+                    receive,
+                    commit=self._commit,
+                    failing=lambda: self._state_error is not None,
+                    on_error=self._lost_state,
+                    answers=self._answer_slots(),
+                    on_loop=self._settings.commit_on_loop,
+                )
+            )
             async with send, anyio.create_task_group() as watcher:
                 watcher.start_soon(self._estimate_eta, send)
                 for helper in helpers:
@@ -432,7 +363,7 @@ class Run:
                 async with anyio.create_task_group() as workers:
                     watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
                     spawn(workers, send)
-                await send.send(_Write())  # the last status (rate, ETA, last error) too
+                await send.send(Write())  # the last status (rate, ETA, last error) too
                 watcher.cancel_scope.cancel()
             # closing ``send`` lets the writer drain what is left and end
         if self._fatal is not None:
@@ -470,14 +401,14 @@ class Run:
         self,
         queue: list[Shard],
         cursors: dict[int, ShardCursor],
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         while queue and not self._should_stop():
             shard = queue.pop()
             await self._walk(shard, cursors[shard.id], checkpoints)
 
     async def _leased_worker(
-        self, keeper: LeaseKeeper, checkpoints: MemoryObjectSendStream[_Write]
+        self, keeper: LeaseKeeper, checkpoints: MemoryObjectSendStream[Write]
     ) -> None:
         """Claim the heaviest free shard, walk it from its cursor, and again."""
         shards = {shard.id: shard for shard in self._plan.shards}
@@ -499,7 +430,7 @@ class Run:
         self,
         shard: Shard,
         cursor: ShardCursor,
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         names = names_in(shard, self._names)
         batches = shard_batches(
@@ -528,7 +459,7 @@ class Run:
         planned: PlannedBatch,
         cursor: ShardCursor,
         window: anyio.Semaphore,
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         try:
             failures, held = await self._answered(planned.batch, planned.shard_id)
@@ -568,7 +499,7 @@ class Run:
     async def _retry_worker(
         self,
         queue: list[tuple[int, Batch, list[Failure]]],
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         while queue and not self._should_stop():
             shard_id, batch, retried = queue.pop()
@@ -579,7 +510,7 @@ class Run:
             self._failures += len(again)
             if again:
                 self.last_failure = again[-1]
-            await checkpoints.send(_Write(failures=again, retried=retried, slots=held))
+            await checkpoints.send(Write(failures=again, retried=retried, slots=held))
 
     async def _purge_or_stop(
         self, batch: Batch, shard_id: int, held: _Held
@@ -604,7 +535,7 @@ class Run:
         shard_id: int,
         cursor: ShardCursor,
         failures: list[Failure],
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
         *,
         slots: int = 0,
     ) -> None:
@@ -621,57 +552,13 @@ class Run:
         self._failures += len(failures)
         if failures:
             self.last_failure = failures[-1]
-        await checkpoints.send(_Write(progress=progress, failures=failures, slots=slots))
-
-    async def _write_checkpoints(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
-        """The one writer: commits everything waiting in one transaction (group commit),
-        then frees the answer slots it held. A state that cannot be written stops the run
-        at once (calls in flight are cancelled: their answers could not be kept)."""
-        answers = self._answer_slots()
-        async with receive:
-            async for first in receive:
-                updates: dict[int, ShardProgress] = {}
-                failures: list[Failure] = []
-                retried: list[Failure] = []
-                slots = 0
-                write: _Write | None = first
-                while write is not None:
-                    if write.progress is not None:
-                        updates[write.progress.shard_id] = write.progress
-                    failures.extend(write.failures)
-                    retried.extend(write.retried)
-                    slots += write.slots
-                    try:
-                        write = receive.receive_nowait()
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        write = None
-                points, self._points = self._points, []
-                if self._state_error is None:
-                    commit = partial(
-                        self._commit, list(updates.values()), failures, points, retried
-                    )
-                    try:
-                        if self._settings.commit_on_loop:
-                            commit()
-                        else:
-                            await anyio.to_thread.run_sync(commit)
-                    except UnavailableError as error:
-                        # A database's trouble or a lease lost: stop, resumable.
-                        self._lost_state(
-                            error
-                            if isinstance(error, StateError)
-                            else StateError(str(error), resumable=True)
-                        )
-                for _ in range(slots):
-                    answers.release()
+        await checkpoints.send(Write(progress=progress, failures=failures, slots=slots))
 
     def _commit(
-        self,
-        updates: list[ShardProgress],
-        failures: list[Failure],
-        points: list[RatePoint],
-        retried: list[Failure],
+        self, updates: list[ShardProgress], failures: list[Failure], retried: list[Failure]
     ) -> None:
+        """One group commit, with the status and the rate points gathered since the last."""
+        points, self._points = self._points, []
         self._store.commit(updates, failures, self._status(), points, retried)
 
     def _left(self) -> list[int]:
@@ -684,7 +571,7 @@ class Run:
             if shard.id not in self._done
         ]
 
-    async def _estimate_eta(self, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+    async def _estimate_eta(self, checkpoints: MemoryObjectSendStream[Write]) -> None:
         """Every few seconds: the observed rate (smoothed over about a minute) and the time
         left at it, from what each shard has left; the tail counts (the biggest shard left
         goes no faster than one worker's share of the rate). Every few of them, a point of
@@ -717,7 +604,7 @@ class Run:
                         held=self._pacer.holds,
                     )
                 )
-                await checkpoints.send(_Write())
+                await checkpoints.send(Write())
 
     def _status(self) -> dict[str, str]:
         retry = self.last_retry
