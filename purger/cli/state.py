@@ -112,6 +112,8 @@ def status_of(state: StateRef) -> dict[str, object]:
         last_error = store.status().get("last_error") or None
         # A database: the run goes while a runner holds a live lease on a shard not done.
         in_use = store.leased() > 0 if isinstance(store, PostgresStore) else None
+        if isinstance(store, PostgresStore):
+            document["runners"] = store.runners()
     if in_use is None:
         in_use = lock_held(state.path)
     situation = run_state(document, in_use=in_use)

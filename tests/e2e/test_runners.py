@@ -9,6 +9,7 @@ every key and the time of every call (``tests/e2e/recording.py``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,6 +101,15 @@ def test_runners_share_a_plan_survive_a_sigkill_and_take_a_late_joiner(
         time.sleep(0.05)
     held = held_by(postgres, "runners", victim.pid)
     assert held, "the victim holds no shard: the runners did not share the plan"
+    status = subprocess.run(
+        [sys.executable, "-m", "purger", "status", "--state", url, "--run-name", "nightly",
+         "--state-password-file", str(postgres.password_file), "--json"],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    document = json.loads(status.stdout)
+    assert document["status"] == "running"
+    pids = {runner["pid"] for runner in document["runners"] if runner["shards_held"]}
+    assert victim.pid in pids
     victim.kill()
     killed_at = time.monotonic()
     victim.communicate(timeout=30)

@@ -5,6 +5,7 @@ from a file or the environment, never shown; database options on a file refused.
 from __future__ import annotations
 
 import json
+import os
 
 from typer.testing import CliRunner
 
@@ -40,6 +41,14 @@ def test_a_run_in_postgresql_is_recorded_and_read_by_status(tmp_path, postgres, 
     assert document["targets_done"] == 40
     assert document["state"] == f"{pg_url} (run nightly)"
     assert postgres.password not in status.output
+    [one] = document["runners"]  # the runner that did it, holding nothing now
+    assert one["pid"] == os.getpid()
+    assert one["shards_held"] == 0
+    shown = invoke(
+        "status", "--state", pg_url, "--run-name", "nightly",
+        "--state-password-file", str(postgres.password_file),
+    )  # fmt: skip
+    assert f"pid {os.getpid()}: 0 shards held" in shown.stdout
     failures = invoke(
         "failures", "--state", pg_url, "--run-name", "nightly",
         "--state-password-file", str(postgres.password_file),
