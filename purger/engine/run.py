@@ -49,6 +49,7 @@ from purger.errors import (
     RejectedError,
     StateError,
     TransientError,
+    UnavailableError,
     UsageError,
 )
 from purger.model import Batch, TargetKind
@@ -319,9 +320,11 @@ class Run:
             await self._drive(stop, spawn, partial(keeper.keep_alive, self._lost_state))
         finally:
             await keeper.release_all()
-        if self._state_error is None:
+        try:
             progress = await anyio.to_thread.run_sync(self._store.progress)
-            self._done = {shard_id for shard_id, p in progress.items() if p.done}
+        except UnavailableError as error:
+            raise StateError(str(error), resumable=True) from None
+        self._done = {shard_id for shard_id, p in progress.items() if p.done}
 
     def _lost_state(self, error: StateError) -> None:
         """The state is out of reach or a lease was lost: send nothing more, at once."""
@@ -413,7 +416,11 @@ class Run:
         """Claim the heaviest free shard, walk it from its cursor, and again."""
         shards = {shard.id: shard for shard in self._plan.shards}
         while not self._should_stop():
-            lease = await keeper.next_shard(self._stop_flag())
+            try:
+                lease = await keeper.next_shard(self._stop_flag())
+            except UnavailableError as error:  # the database, out of reach: stop, resumable
+                self._lost_state(StateError(str(error), resumable=True))
+                return
             if lease is None:
                 return
             saved = lease.progress

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from purger.engine.run import Run, RunSettings, RunStatus
-from purger.errors import StateError
+from purger.errors import StateError, UnavailableError
 from purger.model import Batch, BatchResult
 from purger.names.nameset import NameSet, Normalization, build_name_set
 from purger.pacing.pacer import AdaptiveLimit, Pacer, TokenBucket
@@ -20,7 +20,7 @@ from purger.pacing.retrying import RetryPolicy
 from purger.planning.plan import Plan, PlanSettings, make_plan
 from purger.planning.targets import parse_templates
 from purger.providers.null import NullProvider
-from purger.state.leases import LeasedStore
+from purger.state.leases import LeasedStore, ShardLease
 from purger.state.sqlite import RunRecord
 from tests.fakes import FakeClock
 
@@ -67,18 +67,27 @@ def _run(names: NameSet, plan: Plan, provider: NullProvider, store: LeasedStore)
     )
 
 
-class SlowNull(NullProvider):
-    """The null provider taking a little wall time per call, so that runners interleave."""
+class Meeting(NullProvider):
+    """The null provider whose first call waits for the other runner's first call: both
+    runners surely claim shards (8 shards, 2 workers each), whatever the machine's load."""
+
+    def __init__(self) -> None:
+        super().__init__(max_targets=2)
+        self.called = anyio.Event()
+        self.other: Meeting | None = None
 
     async def purge(self, batch: Batch, /) -> BatchResult:
-        await anyio.sleep(0.002)
+        self.called.set()
+        if self.other is not None:
+            await self.other.called.wait()
         return await super().purge(batch)
 
 
 async def test_two_runners_share_the_shards_and_send_each_target_once(postgres, pg_url):
     names, plan, record = _plan()
     join = {"run": "shared", "lease_ttl": TTL, "password_file": postgres.password_file}
-    providers = [SlowNull(max_targets=2), SlowNull(max_targets=2)]
+    providers = [Meeting(), Meeting()]
+    providers[0].other, providers[1].other = providers[1], providers[0]
     outcomes = []
     with LeasedStore.join(pg_url, **join) as one, LeasedStore.join(pg_url, **join) as two:
         one.start_run(record)
@@ -96,7 +105,7 @@ async def test_two_runners_share_the_shards_and_send_each_target_once(postgres, 
     assert all(o.statistics.shards_done == len(plan.shards) for o in outcomes)
     sent = Counter(t for p in providers for batch in p.sent for t in batch.targets)
     assert sent == Counter(f"k/{name}" for name in names.names)
-    assert all(p.sent for p in providers), "one runner did all the work"
+    assert all(p.sent for p in providers)
 
 
 class Blocking(NullProvider):
@@ -173,3 +182,26 @@ async def test_a_database_out_of_reach_stops_the_run_within_the_ttl(postgres, pg
     # Two ticks without a heartbeat stop it, then a drain of 0.5 s at most: within the TTL
     # plus the drain (the margin is the drain's, not a timing guess).
     assert stopped_after < TTL + 0.5 + 5.0
+
+
+class Unreachable(LeasedStore):
+    """A database that goes away after the first claim: the next claim fails."""
+
+    claims = 0
+
+    def claim(self, count: int = 1) -> list[ShardLease]:
+        type(self).claims += 1
+        if type(self).claims > 1:
+            raise UnavailableError("cannot write state: server closed the connection")
+        return super().claim(count)
+
+
+async def test_a_claim_that_cannot_reach_the_database_stops_the_run_resumable(postgres, pg_url):
+    names, plan, record = _plan()
+    with Unreachable.join(
+        pg_url, run="gone", lease_ttl=TTL, password_file=postgres.password_file
+    ) as store:
+        store.start_run(record)
+        with pytest.raises(StateError, match="server closed the connection") as raised:
+            await _run(names, plan, NullProvider(max_targets=2), store).execute()
+    assert raised.value.resumable
