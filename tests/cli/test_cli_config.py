@@ -292,6 +292,23 @@ def test_check_of_a_good_job_exits_0_with_a_summary_sending_and_writing_nothing(
     assert files_under(job_dir) == before
 
 
+def test_check_of_a_database_state_connects_to_nothing_and_refuses_a_password(job_dir, no_network):
+    """``run.state`` as a postgresql:// URL: valid without a connection (user info masked); with a
+    password in it, a problem naming the key, the password shown nowhere."""
+    path = fastly_job(job_dir)
+    text = path.read_text()
+    path.write_text(text.replace('"state.sqlite"', '"postgresql://purger@db:5432/purges"'))
+    good = invoke("config", "check", str(path), env={"FASTLY_API_TOKEN": TOKEN})
+    assert good.exit_code == 0, good.output
+    assert "state: postgresql://***@db:5432/purges" in good.stdout  # user info masked
+    path.write_text(text.replace('"state.sqlite"', '"postgresql://purger:hunter2x@db/purges"'))
+    bad = invoke("config", "check", str(path), env={"FASTLY_API_TOKEN": TOKEN})
+    assert bad.exit_code == 2, bad.output
+    assert "run.state" in bad.output
+    assert "the password goes in a file or PGPASSWORD" in bad.output
+    assert "hunter2x" not in bad.output
+
+
 def test_check_lists_every_problem_one_line_each(job_dir, no_network):
     """Bad values and what the good ones point to, all at once, each naming its key."""
     path = write_job(
