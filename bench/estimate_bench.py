@@ -34,6 +34,7 @@ from purger.pacing.pacer import AnyioClock
 from purger.planning.plan import PlanSettings, make_plan
 from purger.planning.targets import parse_templates
 from purger.providers import ProviderOptions, create_provider
+from purger.state.stores import StateRef
 
 
 def measure(case: dict[str, object], count: int, varnish_url: str) -> dict[str, object]:
@@ -63,7 +64,7 @@ def measure(case: dict[str, object], count: int, varnish_url: str) -> dict[str, 
                 env=os.environ,
                 pace=pace,
                 settings=RunSettings(workers=8),
-                state_path=Path(directory) / "state.sqlite",
+                state=StateRef(spec=str(Path(directory) / "state.sqlite")),
                 resume=False,
                 clock=AnyioClock(),
             )

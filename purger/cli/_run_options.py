@@ -20,9 +20,11 @@ from purger.cli._app import (
     _signals,
 )
 from purger.cli._options import number, number_value, option_group
+from purger.errors import UsageError
 from purger.health.control import ControlSettings
 from purger.health.signals import SignalSpec
 from purger.launch.build import PaceOptions
+from purger.state.stores import StateRef
 
 __all__ = ["Health", "LogFormat", "Output", "PaceOptions", "Signals", "StateOptions"]
 
@@ -121,7 +123,8 @@ def _signal_specs(signal: SignalOpt = None, signals_file: SignalsFileOpt = None)
 class StateOptions:
     """Where progress is recorded, whether to pick a run up again, and when to stop."""
 
-    path: Path | None = None
+    #: A file, or a run in a database several runners share; ``None``: not given.
+    state: StateRef | None = None
     resume: bool = False
     #: Cron jobs: continue the run the state holds, or start one if it holds none.
     resume_or_start: bool = False
@@ -132,15 +135,43 @@ class StateOptions:
 
 @option_group
 def _state(
-    state_file: Annotated[
-        Path | None,
+    state_spec: Annotated[
+        str | None,
         typer.Option(
             "--state",
-            help="SQLite file recording progress (required).",
+            help="SQLite file recording progress (required), or postgresql://user@host:port/db"
+            " for a run several runners share.",
+            metavar="FILE|URL",
+            rich_help_panel=STATE_PANEL,
+        ),
+    ] = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option(
+            "--run-name",
+            help="With a postgresql:// state: the run (name or id) in the database"
+            " (default: 'default').",
+            rich_help_panel=STATE_PANEL,
+        ),
+    ] = None,
+    state_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-password-file",
+            help="With a postgresql:// state: a file whose first line is the password"
+            " (else PGPASSWORD or a passfile).",
             metavar="FILE",
             rich_help_panel=STATE_PANEL,
         ),
     ] = None,
+    lease_ttl: Annotated[
+        str,
+        number(
+            "run.lease_ttl",
+            "With a postgresql:// state: seconds a runner holds a shard without a heartbeat.",
+            STATE_PANEL,
+        ),
+    ] = "30",
     resume: Annotated[
         bool,
         typer.Option(
@@ -172,8 +203,18 @@ def _state(
         number("run.drain_timeout", "On a stop, seconds to wait for calls in flight.", STATE_PANEL),
     ] = "30",
 ) -> StateOptions:
+    state = None
+    if state_spec is not None:
+        state = StateRef(
+            spec=state_spec,
+            run=run_name,
+            password_file=state_password_file,
+            lease_ttl=number_value("run.lease_ttl", lease_ttl),
+        )
+    elif run_name is not None or state_password_file is not None:
+        raise UsageError("--run-name and --state-password-file need --state postgresql://...")
     return StateOptions(
-        path=state_file,
+        state=state,
         resume=resume,
         resume_or_start=resume_or_start,
         retry_failed=retry_failed,

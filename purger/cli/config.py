@@ -79,7 +79,7 @@ def _summary(job: Job) -> list[str]:
         f"  provider: {name}{_credential(job)}",
         f"  pacing: {_shown(values.get('pacing.max_rate'), 'default')} targets/s at most, "
         f"{len(job.signals)} signal{'s' if len(job.signals) != 1 else ''}",
-        f"  state: {values.get('run.state')}",
+        f"  state: {_without_userinfo(str(values.get('run.state')))}",
     ]
     from_env = sorted(s.variable for s in SETTINGS if job.origins.get(s.key) == "env")
     if from_env:

@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 
 import anyio
 from rich.console import Console
@@ -25,7 +24,8 @@ from purger.names.nameset import NameSet
 from purger.planning.plan import Plan
 from purger.planning.targets import Template
 from purger.providers import ProviderOptions
-from purger.state.sqlite import Failure, StateStore
+from purger.state.sqlite import Failure
+from purger.state.stores import StateRef
 from purger.ui.report import provider_label, render_summary
 
 __all__ = ["Declined", "ask", "confirm_run", "is_interactive", "recorded_failures"]
@@ -51,9 +51,9 @@ def ask(console: Console, read: Callable[[str], str] | None = None) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def recorded_failures(state: Path) -> list[Failure]:
+def recorded_failures(state: StateRef) -> list[Failure]:
     """The failures a state records, read without its lock (a run may hold it)."""
-    with StateStore.open_readonly(state) as store:
+    with state.open(readonly=True) as store:
         return store.failures()
 
 
@@ -65,8 +65,8 @@ def confirm_run(
     options: ProviderOptions,
     pace: PaceOptions,
     workers: int,
-    state: Path,
-    resume: bool,
+    state: StateRef,
+    resume: bool | None,
     failures: Sequence[Failure] | None,
     interactive: bool,
     show: bool,
@@ -104,12 +104,14 @@ def confirm_run(
         raise Declined
 
 
-def _action(plan: Plan, state: Path, resume: bool, failures: Sequence[Failure] | None) -> str:
+def _action(
+    plan: Plan, state: StateRef, resume: bool | None, failures: Sequence[Failure] | None
+) -> str:
     if failures is not None:
         return f"retry {len(failures):,} failed targets recorded in {state}"
     names = f"{plan.total_count:,} names in {len(plan.shards)} shards"
-    if resume and state.exists():
-        with StateStore.open_readonly(state) as store:
+    if resume and (state.shared or state.path.exists()):
+        with state.open(readonly=True) as store:
             summary = store.summary()
         if summary.shards:
             return (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +36,7 @@ from purger.engine.run import RunSettings
 from purger.errors import UsageError
 from purger.planning.targets import bind_rows, columns_of
 from purger.state.sqlite import Failure, holds_run
+from purger.state.stores import StateRef
 
 
 @app.command()
@@ -98,13 +98,13 @@ def run(
                 out=out,
             )
             return
-        path, resume = _checked_state(state)
-        failures = recorded_failures(path) if state.retry_failed else None
+        where, resume = _checked_state(state)
+        failures = recorded_failures(where) if state.retry_failed else None
         if state.retry_failed and not failures:
-            err.print(f"no failed targets recorded in {path}: nothing to retry")
+            err.print(f"no failed targets recorded in {where}: nothing to retry")
             raise typer.Exit(ExitCode.OK)
         request = RunRequest(
-            path=path,
+            state=where,
             resume=resume,
             retry_failed=state.retry_failed,
             plan=the_plan,
@@ -144,7 +144,7 @@ def _confirm(
             options=request.options,
             pace=request.pace,
             workers=request.settings.workers,
-            state=request.path,
+            state=request.state,
             resume=request.resume,
             failures=failures,
             interactive=interactive,
@@ -156,20 +156,24 @@ def _confirm(
         raise typer.Exit(ExitCode.USAGE) from None
 
 
-def _checked_state(state: StateOptions) -> tuple[Path, bool]:
-    """The state file a run may use and whether it resumes the run there, or why not."""
-    if state.path is None:
+def _checked_state(state: StateOptions) -> tuple[StateRef, bool | None]:
+    """The state a run may use and whether it resumes the run there (``None``: a database
+    decides when the run opens it: resume the run it holds, else start it), or why not."""
+    where = state.state
+    if where is None:
         raise UsageError("--state FILE is required: it records progress so nothing is lost")
-    resume = state.resume
+    if state.retry_failed and (state.resume or state.resume_or_start):
+        raise UsageError("--retry-failed and --resume: one at a time")
+    resume: bool | None = state.resume
     if state.resume_or_start:
         if state.resume:
             raise UsageError("--resume and --resume-or-start: one at a time")
-        resume = holds_run(state.path)  # a file that is not a purger state is refused
-    elif state.resume and not state.path.exists():
-        raise UsageError(f"no state at {state.path} to resume (without --resume a new run starts)")
-    if state.retry_failed and (state.resume or state.resume_or_start):
-        raise UsageError("--retry-failed and --resume: one at a time")
-    return state.path, resume
+        # A file that is not a purger state is refused; runners sharing a database start
+        # together: the first records the run, the others resume it.
+        resume = None if where.shared else holds_run(where.path)
+    elif state.resume and not where.shared and not where.path.exists():
+        raise UsageError(f"no state at {where} to resume (without --resume a new run starts)")
+    return where, resume
 
 
 def _session_output(output: Output, interactive: bool, out: Console, err: Console) -> SessionOutput:

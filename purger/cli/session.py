@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import anyio
 from rich.console import Console
@@ -32,6 +31,7 @@ from purger.planning.plan import Plan
 from purger.planning.targets import Template
 from purger.providers import ProviderOptions
 from purger.state.sqlite import StateSummary
+from purger.state.stores import StateRef
 from purger.ui.report import provider_label
 
 __all__ = ["Output", "RunRequest", "run_with_state"]
@@ -41,8 +41,9 @@ __all__ = ["Output", "RunRequest", "run_with_state"]
 class RunRequest:
     """What to run: the plan, where, against what, how fast, and in which mode."""
 
-    path: Path
-    resume: bool
+    state: StateRef
+    #: ``None``: resume the run the state holds, else start it (runners sharing a database).
+    resume: bool | None
     retry_failed: bool
     plan: Plan
     name_set: NameSet
@@ -82,7 +83,7 @@ def run_with_state(request: RunRequest, output: Output) -> int:
         fd = sys.stdin.fileno()
         title = (
             f"purger {'retry of failed targets' if request.retry_failed else 'run'}: "
-            f"{provider_label(request.options)}, state {request.path}"
+            f"{provider_label(request.options)}, state {request.state}"
         )
         present = LiveView(output.out, title, terminal_keys(fd)).presenter()
         terminal = cbreak(fd)
@@ -96,7 +97,7 @@ def run_with_state(request: RunRequest, output: Output) -> int:
     def on_resume(summary: StateSummary) -> None:
         if json_log is None:
             text.say(
-                f"resuming {request.path}: {summary.shards_done}/{summary.shards} shards done, "
+                f"resuming {request.state}: {summary.shards_done}/{summary.shards} shards done, "
                 f"{summary.targets_done:,} targets purged"
             )
 
@@ -147,7 +148,7 @@ def _run(
             env=os.environ,
             pace=request.pace,
             settings=request.settings,
-            state_path=request.path,
+            state=request.state,
             resume=request.resume,
             clock=AnyioClock(),
             present=present,
@@ -189,10 +190,10 @@ def _last_words(
         text.say(progress_line(outcome.statistics))
     if _nothing_purged(outcome):
         text.say(f"warning: {_empty_warning(request.options.name, outcome)}")
-    path = request.path
+    path = request.state
     if outcome.status is RunStatus.STOPPED:
         again = "--retry-failed" if request.retry_failed else "--resume"
-        text.say(f"stopped: {outcome.reason}; resume with {again} --state {path}")
+        text.say(f"stopped: {outcome.reason}; resume with {again} {path.as_flags()}")
     elif request.retry_failed:
         retried = outcome.statistics.targets
         if total.failures:

@@ -20,13 +20,30 @@ from purger.cli._app import (
     app,
 )
 from purger.observability.state_metrics import state_exposition
-from purger.state.sqlite import StateStore
+from purger.state.postgres import PostgresStore
 from purger.state.status import status_document
+from purger.state.stores import StateRef
 from purger.ui.status import render_status
 
 StateArg = Annotated[
-    Path,
-    typer.Option("--state", help="The run's SQLite state file.", metavar="FILE"),
+    str,
+    typer.Option(
+        "--state",
+        help="The run's SQLite state file, or its postgresql://user@host:port/db.",
+        metavar="FILE|URL",
+    ),
+]
+RunNameOpt = Annotated[
+    str | None,
+    typer.Option("--run-name", help="With a postgresql:// state: the run (name or id)."),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-password-file",
+        help="With a postgresql:// state: a file holding the password (else PGPASSWORD).",
+        metavar="FILE",
+    ),
 ]
 
 
@@ -88,13 +105,19 @@ def _probe(lock: Path) -> bool:
     return False
 
 
-def status_of(state: Path) -> dict[str, object]:
+def status_of(state: StateRef) -> dict[str, object]:
     """The status document, with the run's state (``status``), the last error a call
     met (``last_error``), and no ETA unless it runs."""
-    with StateStore.open_readonly(state) as store:
-        document = status_document(store)
+    with state.open(readonly=True) as store:
+        document = status_document(store, str(state))
         last_error = store.status().get("last_error") or None
-    situation = run_state(document, in_use=lock_held(state))
+        # A database: the run goes while a runner holds a live lease on a shard not done.
+        in_use = store.leased() > 0 if isinstance(store, PostgresStore) else None
+        if isinstance(store, PostgresStore):
+            document["runners"] = store.runners()
+    if in_use is None:
+        in_use = lock_held(state.path)
+    situation = run_state(document, in_use=in_use)
     if situation not in (RunState.RUNNING, RunState.PAUSED):
         document["eta_s"] = None  # nothing is left to wait for, or nothing is moving
     return {"status": str(situation), **document, "last_error": last_error}
@@ -116,6 +139,8 @@ def status(
             "--format", help="text, json, or prometheus (the run's metrics, text exposition)."
         ),
     ] = StatusFormat.TEXT,
+    run_name: RunNameOpt = None,
+    password_file: PasswordFileOpt = None,
 ) -> None:
     """Where a run stands (running, paused, stopped, done, failed), from its state file:
     targets, failures, the last error, rate and ETA, the shards not done. Safe while the
@@ -126,7 +151,7 @@ def status(
     out = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
-        document = status_of(state)
+        document = status_of(StateRef(spec=state, run=run_name, password_file=password_file))
         if as_json or fmt is StatusFormat.JSON:
             typer.echo(json.dumps(document, indent=1))
         elif fmt is StatusFormat.PROMETHEUS:
@@ -139,6 +164,8 @@ def status(
 def failures(
     state: StateArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the failures as JSON.")] = False,
+    run_name: RunNameOpt = None,
+    password_file: PasswordFileOpt = None,
 ) -> None:
     """The targets the provider refused for good, with its reason (exit 1 when there are
     any).
@@ -147,7 +174,8 @@ def failures(
     """
     err = Console(stderr=True)
     with _exit_codes(err):
-        with StateStore.open_readonly(state) as store:
+        where = StateRef(spec=state, run=run_name, password_file=password_file)
+        with where.open(readonly=True) as store:
             found = store.failures()
         if as_json:
             rows = [

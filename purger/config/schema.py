@@ -46,6 +46,8 @@ _SHOWN_MAX: Final = 60
 #: meant minutes of silent start-up. 256 starts in ~3 s and, at 0.25 s a call, allows about
 #: 1,000 calls/s: more than any supported provider accepts (shared/reference/cdn-apis.md).
 MAX_CONCURRENCY: Final = 256
+#: Where a path setting may be a URL instead (``run.state``: a PostgreSQL state).
+_URL_PATHS: Final = ("postgresql://", "postgres://")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,7 +154,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="pacing.tick", kind="float", flag="--tick", above=0,
             meaning="with signals: seconds between health readings"),
     Setting(key="run.state", kind="path", flag="--state",
-            meaning="SQLite file recording progress"),
+            meaning="SQLite file recording progress, or a postgresql:// URL (no password)"),
+    Setting(key="run.name", kind="str", flag="--run-name",
+            meaning="with a postgresql:// state: the run (name or id) in the database"),
+    Setting(key="run.state_password_file", kind="path", flag="--state-password-file",
+            meaning="with a postgresql:// state: a file holding the password"),
+    Setting(key="run.lease_ttl", kind="float", flag="--lease-ttl", above=0,
+            meaning="with a postgresql:// state: seconds a runner holds a shard unheard"),
     Setting(key="run.resume_or_start", kind="bool", flag="--resume-or-start",
             meaning="continue the run in the state file if it holds one, else start it"),
     Setting(key="run.max_duration", kind="float", flag="--max-duration", above=0,
@@ -211,6 +219,8 @@ def from_toml(setting: Setting, raw: object, base: Path) -> tuple[Value | None, 
             value = raw
         case "str" | "url" if isinstance(raw, str):
             value = raw
+        case "path" if isinstance(raw, str) and raw.startswith(_URL_PATHS):
+            value = raw  # a database, not a file (``run.state``)
         case "path" if isinstance(raw, str) and raw:
             value = base / Path(raw).expanduser()  # absolute stays absolute
         case "list" | "urls" if isinstance(raw, list) and all(isinstance(i, str) for i in raw):
@@ -246,6 +256,8 @@ def from_text(setting: Setting, text: str) -> tuple[Value | None, str | None]:
             if text.strip().lower() not in _TRUE | _FALSE:
                 return None, f"must be true or false (or 1, 0, yes, no), got {shown(text)}"
             value = text.strip().lower() in _TRUE
+        case "path" if text.startswith(_URL_PATHS):
+            value = text  # a database, not a file (``run.state``)
         case "path":
             value = Path(text).expanduser()  # like a flag: relative to the working directory
         case "list" | "urls":

@@ -12,16 +12,15 @@ credential stops everything at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Final, Protocol
+from typing import Any, Final
 
 import anyio
 from anyio import CancelScope
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from purger.engine.batching import (
     PlannedBatch,
@@ -32,6 +31,16 @@ from purger.engine.batching import (
     shard_batches,
     target_counts,
 )
+from purger.engine.checkpoints import Write, write_checkpoints
+from purger.engine.leasing import LeaseKeeper, ShardLeases
+from purger.engine.outcome import (
+    ProgressStore,
+    RunOutcome,
+    RunSettings,
+    RunStatistics,
+    RunStatus,
+    ShardState,
+)
 from purger.engine.retries import RetryNotice
 from purger.errors import (
     AuthError,
@@ -40,12 +49,13 @@ from purger.errors import (
     RejectedError,
     StateError,
     TransientError,
+    UnavailableError,
     UsageError,
 )
 from purger.model import Batch, TargetKind
 from purger.names.nameset import NameSet
 from purger.pacing.pacer import Clock, Pacer, PacerClosedError
-from purger.pacing.retrying import RetryPolicy, call_with_retries
+from purger.pacing.retrying import call_with_retries
 from purger.planning.estimate import window_per_worker
 from purger.planning.plan import Plan, Shard
 from purger.planning.targets import Template
@@ -70,97 +80,11 @@ _ETA_SMOOTHING: Final = 0.2
 _HISTORY_EVERY: Final = 10.0
 
 
-class ProgressStore(Protocol):
-    """What the engine needs of the state store (``purger.state.sqlite.StateStore`` has it)."""
-
-    def progress(self) -> dict[int, ShardProgress]: ...
-
-    def commit(
-        self,
-        updates: Sequence[ShardProgress],
-        failures: Sequence[Failure] = (),
-        status: Mapping[str, str] | None = None,
-        history: Sequence[RatePoint] = (),
-        retried: Sequence[Failure] = (),
-    ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunSettings:
-    workers: int = 16
-    #: Wall seconds a stop waits for batches in flight before cancelling them (they are
-    #: redone on resume).
-    drain_timeout: float = 30.0
-    #: Stop cleanly (resumable) after this many seconds; ``None``: run to the end.
-    max_duration: float | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    #: Commit on the event loop, not in a thread: for a store in memory (the simulator),
-    #: so that virtual time never jumps ahead while a call waits for its commit.
-    commit_on_loop: bool = False
-
-
-class RunStatus(StrEnum):
-    DONE = "done"
-    FAILED_TARGETS = "failed-targets"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunStatistics:
-    batches: int
-    targets: int
-    failures: int
-    shards_done: int
-    shards: int
-    elapsed: float
-    #: Calls accepted that purged no object by the provider's own count (Varnish says).
-    empty_batches: int = 0
-    #: Targets per second over the last minute or so; 0 before the first estimate.
-    rate: float = 0.0
-    #: Seconds left at that rate, the biggest remaining shard considered; ``None``: unknown.
-    eta_s: float | None = None
-    #: Targets per second over the last few seconds (what "now" means in a live view).
-    rate_now: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShardState:
-    """One shard as a live view shows it: its range, and its targets done of those its
-    names make (this run's and earlier runs' of the same state)."""
-
-    id: int
-    start: str
-    limit: str | None
-    weight: float
-    targets_done: int
-    targets_total: int
-    done: bool
-
-
-@dataclass(slots=True)
-class _Write:
-    """One confirmation for the writer: a shard's progress, failures, retried failures,
-    and the answer slots (:attr:`Run._answers`) it frees once committed."""
-
-    progress: ShardProgress | None = None
-    failures: list[Failure] = field(default_factory=list)
-    retried: list[Failure] = field(default_factory=list)
-    slots: int = 0
-
-
 @dataclass(slots=True)
 class _Held:
     """The answer slot a batch holds once a call of it was answered (0 or 1)."""
 
     count: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunOutcome:
-    status: RunStatus
-    statistics: RunStatistics
-    #: Why the run stopped early, for the operator; ``None`` when it ran to the end.
-    reason: str | None = None
 
 
 class _GaveUpError(Exception):
@@ -185,6 +109,7 @@ class Run:
         store: ProgressStore,
         settings: RunSettings,
         clock: Clock,
+        leases: ShardLeases | None = None,
     ) -> None:
         if not providers:
             raise ValueError("a run needs at least one provider")
@@ -198,6 +123,8 @@ class Run:
         self._store = store
         self._settings = settings
         self._clock = clock
+        # A run shared by several runners: shards are claimed from the database by lease.
+        self._keeper = None if leases is None else LeaseKeeper(leases)
         self._caps = caps_for(providers[0], self._kinds)
         # Calls in flight per provider (one HTTP client each): a call goes to the least
         # busy, so that no client's connection pool has callers waiting in it (httpcore
@@ -330,11 +257,19 @@ class Run:
             queue.append(shard)
         queue.reverse()  # pop() from the end takes the heaviest first
 
-        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
-            for _ in range(min(self._settings.workers, len(queue))):
-                workers.start_soon(self._worker, queue, cursors, checkpoints)
+        keeper = self._keeper
 
-        await self._drive(stop, spawn)
+        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[Write]) -> None:
+            for _ in range(min(self._settings.workers, len(queue))):
+                if keeper is None:
+                    workers.start_soon(self._worker, queue, cursors, checkpoints)
+                else:
+                    workers.start_soon(self._leased_worker, keeper, checkpoints)
+
+        if keeper is None:
+            await self._drive(stop, spawn)
+        else:
+            await self._drive_leased(keeper, stop, spawn)
         statistics = self.statistics()
         if self._stopping and len(self._done) < len(self._plan.shards):
             return RunOutcome(status=RunStatus.STOPPED, statistics=statistics, reason=self._reason)
@@ -362,7 +297,7 @@ class Run:
             )
         queue.reverse()
 
-        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+        def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[Write]) -> None:
             for _ in range(min(self._pacer.limit.maximum, len(queue))):
                 workers.start_soon(self._retry_worker, queue, checkpoints)
 
@@ -373,10 +308,36 @@ class Run:
         status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
         return RunOutcome(status=status, statistics=statistics)
 
+    async def _drive_leased(
+        self,
+        keeper: LeaseKeeper,
+        stop: anyio.Event | None,
+        spawn: Callable[[TaskGroup, MemoryObjectSendStream[Write]], None],
+    ) -> None:
+        """:meth:`_drive` with leases kept alive; then what this runner holds is given
+        back, and the shards done are those the database says (other runners' too)."""
+        try:
+            await self._drive(stop, spawn, partial(keeper.keep_alive, self._lost_state))
+        finally:
+            await keeper.release_all()
+        try:
+            progress = await anyio.to_thread.run_sync(self._store.progress)
+        except UnavailableError as error:
+            raise StateError(str(error), resumable=True) from None
+        self._done = {shard_id for shard_id, p in progress.items() if p.done}
+
+    def _lost_state(self, error: StateError) -> None:
+        """The state is out of reach or a lease was lost: send nothing more, at once."""
+        if self._state_error is None:
+            self._state_error = error
+        self.stop(str(error))
+        self.hurry()
+
     async def _drive(
         self,
         stop: anyio.Event | None,
-        spawn: Callable[[TaskGroup, MemoryObjectSendStream[_Write]], None],
+        spawn: Callable[[TaskGroup, MemoryObjectSendStream[Write]], None],
+        *helpers: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         """The workers ``spawn`` starts, with the one checkpoint writer, the ETA and the
         watcher that turns a stop into a bounded drain; a refused credential is raised."""
@@ -385,15 +346,27 @@ class Run:
         self._stop_event = stop
         if self._stopping:  # stopped before it started: the stop finds the events now
             stopped.set()
-        send, receive = anyio.create_memory_object_stream[_Write](max_buffer_size=1024)
+        send, receive = anyio.create_memory_object_stream[Write](max_buffer_size=1024)
         async with anyio.create_task_group() as writer:
-            writer.start_soon(self._write_checkpoints, receive)
+            writer.start_soon(
+                partial(
+                    write_checkpoints,
+                    receive,
+                    commit=self._commit,
+                    failing=lambda: self._state_error is not None,
+                    on_error=self._lost_state,
+                    answers=self._answer_slots(),
+                    on_loop=self._settings.commit_on_loop,
+                )
+            )
             async with send, anyio.create_task_group() as watcher:
                 watcher.start_soon(self._estimate_eta, send)
+                for helper in helpers:
+                    watcher.start_soon(helper)
                 async with anyio.create_task_group() as workers:
                     watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
                     spawn(workers, send)
-                await send.send(_Write())  # the last status (rate, ETA, last error) too
+                await send.send(Write())  # the last status (rate, ETA, last error) too
                 watcher.cancel_scope.cancel()
             # closing ``send`` lets the writer drain what is left and end
         if self._fatal is not None:
@@ -431,17 +404,40 @@ class Run:
         self,
         queue: list[Shard],
         cursors: dict[int, ShardCursor],
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         while queue and not self._should_stop():
             shard = queue.pop()
             await self._walk(shard, cursors[shard.id], checkpoints)
 
+    async def _leased_worker(
+        self, keeper: LeaseKeeper, checkpoints: MemoryObjectSendStream[Write]
+    ) -> None:
+        """Claim the heaviest free shard, walk it from its cursor, and again."""
+        shards = {shard.id: shard for shard in self._plan.shards}
+        while not self._should_stop():
+            try:
+                lease = await keeper.next_shard(self._stop_flag())
+            except UnavailableError as error:  # the database, out of reach: stop, resumable
+                self._lost_state(StateError(str(error), resumable=True))
+                return
+            if lease is None:
+                return
+            saved = lease.progress
+            self._shard_targets[saved.shard_id] = saved.targets_done
+            cursor = ShardCursor.restore(self._kinds, saved.cursor, saved.done_ahead)
+            await self._walk(shards[saved.shard_id], cursor, checkpoints)
+
+    def _stop_flag(self) -> anyio.Event:
+        if self._stopped is None:
+            raise RuntimeError("the stop event is made when the run starts")
+        return self._stopped
+
     async def _walk(
         self,
         shard: Shard,
         cursor: ShardCursor,
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         names = names_in(shard, self._names)
         batches = shard_batches(
@@ -470,7 +466,7 @@ class Run:
         planned: PlannedBatch,
         cursor: ShardCursor,
         window: anyio.Semaphore,
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         try:
             failures, held = await self._answered(planned.batch, planned.shard_id)
@@ -510,7 +506,7 @@ class Run:
     async def _retry_worker(
         self,
         queue: list[tuple[int, Batch, list[Failure]]],
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         while queue and not self._should_stop():
             shard_id, batch, retried = queue.pop()
@@ -521,7 +517,7 @@ class Run:
             self._failures += len(again)
             if again:
                 self.last_failure = again[-1]
-            await checkpoints.send(_Write(failures=again, retried=retried, slots=held))
+            await checkpoints.send(Write(failures=again, retried=retried, slots=held))
 
     async def _purge_or_stop(
         self, batch: Batch, shard_id: int, held: _Held
@@ -546,7 +542,7 @@ class Run:
         shard_id: int,
         cursor: ShardCursor,
         failures: list[Failure],
-        checkpoints: MemoryObjectSendStream[_Write],
+        checkpoints: MemoryObjectSendStream[Write],
         *,
         slots: int = 0,
     ) -> None:
@@ -563,54 +559,13 @@ class Run:
         self._failures += len(failures)
         if failures:
             self.last_failure = failures[-1]
-        await checkpoints.send(_Write(progress=progress, failures=failures, slots=slots))
-
-    async def _write_checkpoints(self, receive: MemoryObjectReceiveStream[_Write]) -> None:
-        """The one writer: commits everything waiting in one transaction (group commit),
-        then frees the answer slots it held. A state that cannot be written stops the run
-        at once (calls in flight are cancelled: their answers could not be kept)."""
-        answers = self._answer_slots()
-        async with receive:
-            async for first in receive:
-                updates: dict[int, ShardProgress] = {}
-                failures: list[Failure] = []
-                retried: list[Failure] = []
-                slots = 0
-                write: _Write | None = first
-                while write is not None:
-                    if write.progress is not None:
-                        updates[write.progress.shard_id] = write.progress
-                    failures.extend(write.failures)
-                    retried.extend(write.retried)
-                    slots += write.slots
-                    try:
-                        write = receive.receive_nowait()
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        write = None
-                points, self._points = self._points, []
-                if self._state_error is None:
-                    commit = partial(
-                        self._commit, list(updates.values()), failures, points, retried
-                    )
-                    try:
-                        if self._settings.commit_on_loop:
-                            commit()
-                        else:
-                            await anyio.to_thread.run_sync(commit)
-                    except StateError as error:
-                        self._state_error = error
-                        self.stop(str(error))
-                        self.hurry()
-                for _ in range(slots):
-                    answers.release()
+        await checkpoints.send(Write(progress=progress, failures=failures, slots=slots))
 
     def _commit(
-        self,
-        updates: list[ShardProgress],
-        failures: list[Failure],
-        points: list[RatePoint],
-        retried: list[Failure],
+        self, updates: list[ShardProgress], failures: list[Failure], retried: list[Failure]
     ) -> None:
+        """One group commit, with the status and the rate points gathered since the last."""
+        points, self._points = self._points, []
         self._store.commit(updates, failures, self._status(), points, retried)
 
     def _left(self) -> list[int]:
@@ -623,7 +578,7 @@ class Run:
             if shard.id not in self._done
         ]
 
-    async def _estimate_eta(self, checkpoints: MemoryObjectSendStream[_Write]) -> None:
+    async def _estimate_eta(self, checkpoints: MemoryObjectSendStream[Write]) -> None:
         """Every few seconds: the observed rate (smoothed over about a minute) and the time
         left at it, from what each shard has left; the tail counts (the biggest shard left
         goes no faster than one worker's share of the rate). Every few of them, a point of
@@ -656,7 +611,7 @@ class Run:
                         held=self._pacer.holds,
                     )
                 )
-                await checkpoints.send(_Write())
+                await checkpoints.send(Write())
 
     def _status(self) -> dict[str, str]:
         retry = self.last_retry

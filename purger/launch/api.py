@@ -25,6 +25,7 @@ from purger.planning.targets import parse_templates
 from purger.providers import ProviderOptions
 from purger.state.sqlite import StateStore, StateSummary
 from purger.state.status import status_document
+from purger.state.stores import StateRef
 
 __all__ = ["PurgeResult", "estimate_purge", "purge", "read_state"]
 
@@ -79,7 +80,7 @@ async def purge(
         env=os.environ if env is None else env,
         pace=pace,
         settings=RunSettings(workers=plan.settings.workers, max_duration=max_duration),
-        state_path=Path(state),
+        state=StateRef(spec=str(state)),
         resume=resume,
         clock=AnyioClock(),
         transport=transport,

@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -31,7 +30,10 @@ from purger.pacing.pacer import Clock
 from purger.planning.plan import Plan
 from purger.planning.targets import Template
 from purger.providers import ProviderOptions, create_provider
-from purger.state.sqlite import Failure, StateStore, StateSummary
+from purger.state.leases import LeasedStore
+from purger.state.protocol import Store
+from purger.state.sqlite import Failure, RunRecord, StateStore, StateSummary
+from purger.state.stores import StateRef
 
 __all__ = ["Presenter", "execute_run"]
 
@@ -73,8 +75,8 @@ async def execute_run(
     env: Mapping[str, str],
     pace: PaceOptions,
     settings: RunSettings,
-    state_path: Path,
-    resume: bool,
+    state: StateRef,
+    resume: bool | None,
     clock: Clock,
     present: Presenter | None = None,
     on_resume: Callable[[StateSummary], None] = lambda summary: None,
@@ -107,20 +109,20 @@ async def execute_run(
             if stop_on_signals
             else _no_signals()
         )
-        with signals_in as received, StateStore.open(state_path) as store:
+        with signals_in as received, _open(state) as store:
             record = run_record(plan, options, templates)
             mode, earlier_failures = "run", 0
             if retry_failed:
                 if store.load_run() is None:
-                    raise UsageError(f"no run recorded in {state_path}: nothing to retry")
+                    raise UsageError(f"no run recorded in {state}: nothing to retry")
                 store.check_resume(record)
                 mode = "retry-failed"
-            elif resume:
+            elif resume or (resume is None and not _started(store, record)):
                 store.check_resume(record)  # refuses a state that holds no run
                 summary = store.summary()
                 on_resume(summary)
                 mode, earlier_failures = "resume", summary.failures
-            else:
+            elif resume is not None:
                 store.start_run(record)
             pacer = make_pacer(pace, providers[0], clock)
             later = RepurgeLater(options.repurge_after, pacer) if options.repurge_after else None
@@ -133,6 +135,7 @@ async def execute_run(
                 store=store,
                 settings=settings,
                 clock=clock,
+                leases=store if isinstance(store, LeasedStore) else None,
             )
             governor = None
             if signals and control is not None:
@@ -164,6 +167,25 @@ async def execute_run(
     finally:
         for client in [*clients, health_client]:
             await client.aclose()
+
+
+def _open(state: StateRef) -> Store:
+    """The state: a file this run holds alone, or a database run it shares by leases."""
+    return state.join() if state.shared else StateStore.open(state.path)
+
+
+def _started(store: Store, record: RunRecord) -> bool:
+    """Record the run unless the state holds one already (another runner may have recorded
+    it a moment ago): whether this runner started it."""
+    if store.load_run() is not None:
+        return False
+    try:
+        store.start_run(record)
+    except UsageError:
+        if store.load_run() is None:
+            raise
+        return False  # a runner beside us recorded it first
+    return True
 
 
 async def _execute_with_signals(

@@ -27,6 +27,7 @@ from purger.names.sources import NamesSource, SourceFormat, no_columns_message
 from purger.planning.document import read_plan
 from purger.planning.targets import parse_templates
 from purger.providers import TOKEN_VARIABLES, ProviderOptions, create_provider
+from purger.state.pgconnect import redact
 
 __all__ = ["Findings", "check_job", "provider_options"]
 
@@ -191,7 +192,12 @@ def _float(value: Value | None, default: float) -> float:
 
 def _check_state(job: Job, problems: list[Problem], notes: list[str]) -> None:
     state = job.values.get("run.state")
-    if not isinstance(state, Path):
+    if isinstance(state, str):  # a postgresql:// URL: reached when the run starts
+        if redact(state) != state:
+            problems.append(
+                _problem(job, "run.state", "the password goes in a file or PGPASSWORD, not here")
+            )
+    elif not isinstance(state, Path):
         problems.append(_problem(job, "run.state", "missing: purger run needs a state file"))
     elif not state.parent.is_dir():
         problems.append(_problem(job, "run.state", f"no such directory: {state.parent}"))

@@ -94,6 +94,11 @@ class LeasedStore(PostgresStore):
         """This runner's id (host, pid and a random part), the owner of its shards."""
         return self._runner
 
+    @property
+    def lease_ttl(self) -> float:
+        """Seconds a lease lasts without a heartbeat."""
+        return self._ttl
+
     def held(self) -> dict[int, int]:
         """The shards this runner believes it holds, with their epochs."""
         with self._guard:

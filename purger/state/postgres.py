@@ -303,6 +303,42 @@ class PostgresStore:
             for target, kind, shard, reason in rows
         ]
 
+    def leased(self) -> int:
+        """Shards not done that a runner holds now (a live lease): the run is going."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT count(*) FROM purger.shard s JOIN purger.run r ON r.id = s.run"
+                " WHERE r.name = %s AND NOT s.done AND s.owner IS NOT NULL"
+                " AND s.lease_until > now()",
+                (self._name,),
+            ).fetchone()
+        return 0 if row is None else int(cast(int, row[0]))
+
+    def runners(self) -> list[dict[str, object]]:
+        """Every runner that joined the run, last heard first: host, pid, last heartbeat
+        (and seconds since, by the database's clock) and the shards it holds now."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT u.id, u.host, u.pid, u.heartbeat,"
+                " extract(epoch FROM now() - u.heartbeat)::float8,"
+                " (SELECT count(*) FROM purger.shard s WHERE s.run = r.id AND s.owner = u.id"
+                "  AND NOT s.done AND s.lease_until > now())"
+                " FROM purger.runner u JOIN purger.run r ON r.id = u.run WHERE r.name = %s"
+                " ORDER BY u.heartbeat DESC, u.id",
+                (self._name,),
+            ).fetchall()
+        return [
+            {
+                "id": str(id_),
+                "host": str(host),
+                "pid": cast(int, pid),
+                "heartbeat": _iso(beat),
+                "seconds_since": round(cast(float, since), 1),
+                "shards_held": int(cast(int, held)),
+            }
+            for id_, host, pid, beat, since, held in rows
+        ]
+
     def summary(self) -> StateSummary:
         """Shard, done-shard, target and failure counts."""
         with self._reading() as db:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from purger.errors import InputError, StateError, StateMismatchError, UsageError
 from purger.model import TargetKind
@@ -56,6 +56,9 @@ from purger.state.sqliteschema import (
 
 # The record types are re-exported: they lived here before state/records.py, and
 # engine/run.py, probing/ and cli/ still import them from here.
+if TYPE_CHECKING:
+    pass
+
 __all__ = [
     "SCHEMA_VERSION",
     "VERIFY_REASON",

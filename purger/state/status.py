@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from purger.state.sqlite import StateStore
+from purger.state.protocol import Store
 
 __all__ = ["status_document"]
 
@@ -13,7 +13,7 @@ __all__ = ["status_document"]
 _SHOWN_REASONS: Final = 10
 
 
-def status_document(store: StateStore) -> dict[str, object]:
+def status_document(store: Store, where: str | None = None) -> dict[str, object]:
     """What ``purger status`` shows: the run and its id, each shard's progress, totals,
     rate and ETA, the rate over time, and the most frequent failure reasons."""
     run = store.load_run()
@@ -38,7 +38,8 @@ def status_document(store: StateStore) -> dict[str, object]:
     for failure in store.failures():
         reasons[failure.reason] = reasons.get(failure.reason, 0) + 1
     return {
-        "state": str(store.path),
+        # A file's path, or a database's redacted URL and run (``where``).
+        "state": where if where is not None else str(getattr(store, "path", "")),
         "run_id": store.run_id(),
         "run": None
         if run is None

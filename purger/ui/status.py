@@ -73,6 +73,14 @@ def render_status(console: Console, document: Mapping[str, object]) -> None:
     )
     if document.get("last_error"):
         say(f"last error: {document['last_error']}")
+    runners = document.get("runners")
+    if isinstance(runners, list) and runners:
+        say(f"runners ({len(runners)}):")
+        for runner in runners:
+            say(
+                f"  {runner['host']} pid {runner['pid']}: {runner['shards_held']} shards held,"
+                f" heartbeat {runner['seconds_since']:g} s ago ({runner['heartbeat']})"
+            )
     _render_history(console, document["rate_history"])
     reasons = document["failure_reasons"]
     assert isinstance(reasons, list)  # noqa: S101 - status_document builds it

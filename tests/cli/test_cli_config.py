@@ -292,6 +292,23 @@ def test_check_of_a_good_job_exits_0_with_a_summary_sending_and_writing_nothing(
     assert files_under(job_dir) == before
 
 
+def test_check_of_a_database_state_connects_to_nothing_and_refuses_a_password(job_dir, no_network):
+    """``run.state`` as a postgresql:// URL: valid without a connection (user info masked); with a
+    password in it, a problem naming the key, the password shown nowhere."""
+    path = fastly_job(job_dir)
+    text = path.read_text()
+    path.write_text(text.replace('"state.sqlite"', '"postgresql://purger@db:5432/purges"'))
+    good = invoke("config", "check", str(path), env={"FASTLY_API_TOKEN": TOKEN})
+    assert good.exit_code == 0, good.output
+    assert "state: postgresql://***@db:5432/purges" in good.stdout  # user info masked
+    path.write_text(text.replace('"state.sqlite"', '"postgresql://purger:hunter2x@db/purges"'))
+    bad = invoke("config", "check", str(path), env={"FASTLY_API_TOKEN": TOKEN})
+    assert bad.exit_code == 2, bad.output
+    assert "run.state" in bad.output
+    assert "the password goes in a file or PGPASSWORD" in bad.output
+    assert "hunter2x" not in bad.output
+
+
 def test_check_lists_every_problem_one_line_each(job_dir, no_network):
     """Bad values and what the good ones point to, all at once, each naming its key."""
     path = write_job(
@@ -417,6 +434,18 @@ def test_docs_document_every_key_and_variable():
         assert all(f"`{flag}`" in row for flag in flags), setting.key
 
 
+def test_a_postgresql_state_in_a_job_file_stays_a_url(tmp_path):
+    """``run.state`` may name a database: kept as written, not made a path beside the job
+    file (which would fold ``//`` and break it), from the file and the environment alike."""
+    path = tmp_path / "purger.toml"
+    path.write_text("[run]\nstate = 'postgresql://purger@db:5432/purges'\nname = 'nightly'\n")
+    run = job_defaults(read_job(path, {}), _params("run"))
+    assert run["state_spec"] == "postgresql://purger@db:5432/purges"
+    assert run["run_name"] == "nightly"
+    env = read_job(None, {"PURGER_RUN_STATE": "postgresql://purger@db/purges"})
+    assert job_defaults(env, _params("run"))["state_spec"] == "postgresql://purger@db/purges"
+
+
 def test_job_keys_go_to_each_command_s_own_parameters(tmp_path):
     """plan.file is plan's --out and run's argument; names.source then run's --names, or
     --names-url for a URL; [[signal]] tables reach --signals; keys a command lacks are not
@@ -432,7 +461,7 @@ def test_job_keys_go_to_each_command_s_own_parameters(tmp_path):
     assert run["plan_or_names"] == tmp_path / "p.json"
     assert run["names_file"] == str(tmp_path / "n.txt")
     assert run["signals_file"] == path
-    assert run["state_file"] == tmp_path / "s"
+    assert run["state_spec"] == tmp_path / "s"
     plan = job_defaults(job, _params("plan"))
     assert plan == {"out": tmp_path / "p.json", "source": str(tmp_path / "n.txt")}
     url = read_job(None, {"PURGER_NAMES_SOURCE": "https://pypi.org/simple/"})

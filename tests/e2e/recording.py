@@ -21,6 +21,8 @@ class RecordingCache(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.purged: Counter[str] = Counter()
         self.requests = 0
+        #: Every call: when it was answered (``time.monotonic()``) and its keys.
+        self.calls: list[tuple[float, int]] = []
 
     @property
     def url(self) -> str:
@@ -42,6 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.purged.update(keys)
             self.server.requests += 1
+            self.server.calls.append((time.monotonic(), len(keys)))
         self.send_response(200, f"Softpurged {len(keys)}")
         self.send_header("X-Purged-Count", str(len(keys)))
         self.send_header("Content-Length", "0")
