@@ -141,8 +141,8 @@ from purger.model import BatchResult
 from purger.providers import null
 record = os.open(sys.argv.pop(1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 made = null.NullProvider.__init__
-def one_per_call(self, *, max_targets=1):
-    made(self, max_targets=1)
+def one_per_call(self, *, max_targets=1, **options):
+    made(self, max_targets=1, **options)
 async def purge(self, batch):
     os.write(record, "".join(t + "\\n" for t in batch.targets).encode())
     return BatchResult(purged=len(batch))
