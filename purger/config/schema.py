@@ -22,6 +22,7 @@ from purger.providers import PROVIDER_NAMES
 __all__ = [
     "ENV_PREFIX",
     "MAX_CONCURRENCY",
+    "MAX_WORKERS",
     "MODEL_SETTINGS",
     "SETTINGS",
     "Setting",
@@ -46,6 +47,9 @@ _SHOWN_MAX: Final = 60
 #: meant minutes of silent start-up. 256 starts in ~3 s and, at 0.25 s a call, allows about
 #: 1,000 calls/s: more than any supported provider accepts (shared/reference/cdn-apis.md).
 MAX_CONCURRENCY: Final = 256
+#: Shards purged at once at most. A worker beyond the calls in flight never has a call of
+#: its own, and planning for 10**20 workers (8 shards each) never finished.
+MAX_WORKERS: Final = MAX_CONCURRENCY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +100,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             meaning="an invalid name is an error instead of being skipped"),
     Setting(key="plan.file", kind="path", flag="PLAN_OR_NAMES | plan --out",
             meaning="plan document: purger plan writes it, run and estimate read it"),
-    Setting(key="plan.workers", kind="int", flag="--workers", minimum=1,
+    Setting(key="plan.workers", kind="int", flag="--workers", minimum=1, maximum=MAX_WORKERS,
             meaning="shards purged at once, heaviest first"),
     Setting(key="plan.shards", kind="int", flag="--shards", minimum=1,
             meaning="about this many shards (default 8 per worker)"),
