@@ -11,10 +11,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
-from urllib.parse import urlsplit
 
 from purger.errors import UsageError
-from purger.model import redact_url
+from purger.model import http_url_problem, redact_url
 from purger.names.nameset import Normalization, WeightTransform
 from purger.names.sources import SourceFormat
 from purger.providers import PROVIDER_NAMES
@@ -329,5 +328,4 @@ def shown(value: object) -> str:
 
 
 def _is_url(text: str) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return http_url_problem(text) is None

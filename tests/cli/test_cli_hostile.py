@@ -68,6 +68,23 @@ CASES: list[tuple[str, list[str], dict[str, str], int, bool]] = [
     ("plan --workers huge", ["plan", "{names}", "--workers", HUGE], {}, 2, True),
     ("plan --workers 257", ["plan", "{names}", "--workers", "257"], {}, 2, True),
     ("estimate --workers huge", ["estimate", "{names}", "--workers", HUGE], {}, 2, True),
+    # URLs that urlsplit takes but no call can use: a traceback after the state file was
+    # made (a line break, a broken IPv6 literal) or endless retries (port 99999).
+    *[
+        (f"{route} {url!r}", args, env, 2, url != "http://u:p@" or "api" in route.lower())
+        for url in ("http://x:99999", "http://[::1", "http://x/\n", "http://u:p@", "http://x:0")
+        for route, args, env in (
+            ("--endpoint", [*RUN[:4], "--endpoint", url, *RUN[6:]], {}),
+            ("--tier", [*RUN[:4], "--tier", f"a={url}", *RUN[6:]], {}),
+            ("--api-base", [*FASTLY, "--api-base", url], {"FASTLY_API_TOKEN": "t"}),
+            (
+                "PURGER_PROVIDER_API_BASE",
+                FASTLY,
+                {"FASTLY_API_TOKEN": "t", "PURGER_PROVIDER_API_BASE": url},
+            ),
+        )
+        if route != "--tier" or url == url.strip()  # a tier's URLs are stripped: fine
+    ],
     # Representative probes that held.
     ("run --rate nan", [*RUN, "--rate", "nan"], {}, 2, False),
     ("run --concurrency huge", [*RUN, "--concurrency", HUGE], {}, 2, False),
