@@ -24,6 +24,7 @@ from purger.cli._app import ExitCode, _exit_codes, app
 from purger.cli._names import load_names
 from purger.cli._names_options import SourceOptions
 from purger.cli._options import with_options
+from purger.config.schema import MAX_CONCURRENCY
 from purger.errors import UsageError
 from purger.planning.targets import parse_templates
 from purger.probing.classify import Freshness
@@ -57,7 +58,13 @@ ProbeRateOpt = Annotated[
     float, typer.Option("--rate", help="Probe requests per second at most ('inf': no limit).")
 ]
 ProbeConcurrencyOpt = Annotated[
-    int, typer.Option("--concurrency", help="Probe requests in flight at most.", min=1)
+    int,
+    typer.Option(
+        "--concurrency",
+        help=f"Probe requests in flight at most (1 to {MAX_CONCURRENCY}).",
+        min=1,
+        max=MAX_CONCURRENCY,  # as purger run's: 100,000 meant minutes of silent start-up
+    ),
 ]
 ProbeTimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds for each request.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
@@ -192,6 +199,8 @@ def scan(
             raise UsageError("--out FILE is required: where the bad names go")
         if not out_path.parent.is_dir():
             raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
+        if out_path.is_dir():  # found before the probes, not after: none is wasted
+            raise UsageError(f"--out {out_path}: is a directory, not a file")
         check_pace(rate, timeout)
         settings = probe_settings(
             expect=expect,

@@ -46,6 +46,8 @@ def _files(tmp: Path) -> dict[str, str]:
     paths["bad_utf8"] = str(bad_utf8)
     paths["missing"] = str(tmp / "missing")
     paths["state"] = str(tmp / "s.sqlite")
+    paths["scan_out"] = str(tmp / "bad.txt")
+    paths["directory"] = str(tmp)
     paths["nodir_state"] = str(tmp / "nodir" / "s.sqlite")
     return paths
 
@@ -57,6 +59,11 @@ RUN = [
 FASTLY = [
     "run", "{names}", "--provider", "fastly", "--service-id", "S",
     "--key-template", "k/{{name}}", "--state", "{state}", "--yes",
+]  # fmt: skip
+
+SCAN = [
+    "scan", "{names}", "--url-template", "http://127.0.0.1:9/{{name}}",
+    "--via", "http://127.0.0.1:9", "--out", "{scan_out}",
 ]  # fmt: skip
 
 # (id, arguments, extra environment, exit code, found by the sweep)
@@ -85,6 +92,10 @@ CASES: list[tuple[str, list[str], dict[str, str], int, bool]] = [
         )
         if route != "--tier" or url == url.strip()  # a tier's URLs are stripped: fine
     ],
+    # scan (and verify: the same option) took any concurrency (100,000: minutes of silence);
+    # scan found an --out that is a directory only after every probe: a traceback.
+    ("scan --concurrency huge", [*SCAN, "--concurrency", "100000"], {}, 2, True),
+    ("scan --out a directory", [*SCAN[:-1], "{directory}"], {}, 2, True),
     # Representative probes that held.
     ("run --rate nan", [*RUN, "--rate", "nan"], {}, 2, False),
     ("run --concurrency huge", [*RUN, "--concurrency", HUGE], {}, 2, False),
