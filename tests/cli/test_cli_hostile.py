@@ -7,6 +7,7 @@ set of the probes that already held, kept so that they keep holding."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ def _files(tmp: Path) -> dict[str, str]:
     paths["state"] = str(tmp / "s.sqlite")
     paths["scan_out"] = str(tmp / "bad.txt")
     paths["directory"] = str(tmp)
+    os.mkfifo(tmp / "fifo")
+    paths["fifo"] = str(tmp / "fifo")
     paths["nodir_state"] = str(tmp / "nodir" / "s.sqlite")
     return paths
 
@@ -96,6 +99,9 @@ CASES: list[tuple[str, list[str], dict[str, str], int, bool]] = [
     # scan found an --out that is a directory only after every probe: a traceback.
     ("scan --concurrency huge", [*SCAN, "--concurrency", "100000"], {}, 2, True),
     ("scan --out a directory", [*SCAN[:-1], "{directory}"], {}, 2, True),
+    # --out over a pipe or a device (/dev/null as root) was replaced by a regular file.
+    ("scan --out a pipe", [*SCAN[:-1], "{fifo}"], {}, 2, True),
+    ("plan --out a pipe", ["plan", "{names}", "--out", "{fifo}"], {}, 2, True),
     # Representative probes that held.
     ("run --rate nan", [*RUN, "--rate", "nan"], {}, 2, False),
     ("run --concurrency huge", [*RUN, "--concurrency", HUGE], {}, 2, False),
@@ -233,3 +239,4 @@ def test_bad_input_is_one_line_its_exit_code_and_creates_nothing(tmp_path, args,
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(("purger: error: ", "purger: cannot start: ")), lines[0]
     assert not Path(files["state"]).exists()
+    assert Path(files["fifo"]).is_fifo()
