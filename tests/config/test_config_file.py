@@ -336,7 +336,7 @@ _WORD = st.text(
 # (a second or more) on first use: the patterns are ASCII, so their alphabet is too.
 _ASCII = st.characters(codec="ascii")
 _URL = st.from_regex(
-    r"https?://[a-z]{1,8}(\.[a-z]{2,4})?(:[0-9]{2,4})?(/[a-z0-9]{0,6})?",
+    r"https?://[a-z]{1,8}(\.[a-z]{2,4})?(:[1-9][0-9]{1,3})?(/[a-z0-9]{0,6})?",  # port 0: refused
     fullmatch=True,
     alphabet=_ASCII,
 )
