@@ -15,6 +15,7 @@ __all__ = [
     "BatchResult",
     "Secret",
     "TargetKind",
+    "http_url_problem",
     "redact_url",
     "scrub",
     "url_secrets",
@@ -158,6 +159,28 @@ def redact_url(url: str) -> str:
     if query:
         url = url.replace("?" + query, "", 1)
     return url
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an http(s) base URL (an API base, a Varnish node), or ``None``.
+
+    One check for every such URL: a port past 65535, a broken IPv6 literal or a line
+    break otherwise surfaced only at the first call, as a traceback or endless retries.
+    """
+    if not url.isprintable() or " " in url:
+        return "holds white space or a control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:  # a bad IPv6 literal or port; never quotes userinfo
+        return f"is not a usable URL ({err})"
+    if parts.scheme not in ("http", "https"):
+        return "needs http:// or https://"
+    if not parts.hostname:
+        return "has no host"
+    if port == 0:
+        return "has port 0"
+    return None
 
 
 def url_secrets(url: str | None) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from purger.cli._options import option_group
+from purger.config.schema import MAX_CONCURRENCY
 from purger.errors import UsageError
 from purger.probing.classify import Freshness
 from purger.probing.prober import ProbeSettings
@@ -77,7 +78,13 @@ def _probe(
         typer.Option("--rate", help="Probe requests per second at most ('inf': no limit)."),
     ] = 500.0,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Probe requests in flight at most.", min=1)
+        int,
+        typer.Option(
+            "--concurrency",
+            help=f"Probe requests in flight at most (1 to {MAX_CONCURRENCY}).",
+            min=1,
+            max=MAX_CONCURRENCY,  # as purger run's: 100,000 meant minutes of silent start-up
+        ),
     ] = 8,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds for each request.")] = 10.0,
 ) -> ProbeOptions:

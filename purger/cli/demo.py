@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 from rich.console import Console
@@ -15,7 +15,9 @@ from purger.cli._app import (
     app,
 )
 from purger.cli.logs import snapshot_line
+from purger.config.schema import Setting, check_value
 from purger.engine.monitor import Snapshot
+from purger.errors import UsageError
 from purger.names.nameset import (
     WeightSpec,
     WeightTransform,
@@ -36,6 +38,12 @@ from purger.sim.purge import origin_signals, simulate_purge
 from purger.ui.live_view import live_view
 from purger.ui.report import format_duration
 
+# Checked by the job file's rules (NaN, infinity and negatives refused) though no file sets them.
+_SPEED: Final = Setting(key="demo.speed", kind="float", flag="--speed", minimum=0,
+                        meaning="virtual seconds per real second")  # fmt: skip
+_SEED: Final = Setting(key="demo.seed", kind="int", flag="--seed", minimum=0,
+                       meaning="the simulation's random seed")  # fmt: skip
+
 
 @app.command()
 def demo(
@@ -54,6 +62,9 @@ def demo(
     out = Console()
     err = Console(stderr=True)
     with _exit_codes(err):
+        for setting, value in ((_SPEED, speed), (_SEED, seed)):
+            if (problem := check_value(setting, value)) is not None:
+                raise UsageError(f"{setting.flag}: {problem}")
         spec = WeightSpec(column="download_rank", transform=WeightTransform.ZIPF_RANK)
         name_set = build_name_set(
             read_records(NamesSource.sample(weight_column="download_rank")),

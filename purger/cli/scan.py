@@ -146,6 +146,10 @@ def scan(
             raise UsageError("--out FILE is required: where the bad names go")
         if not out_path.parent.is_dir():
             raise UsageError(f"--out {out_path}: no such directory {out_path.parent}")
+        # Found before the probes, not after: none is wasted. The names are written aside
+        # and renamed over, which would put a file where a device or a pipe was.
+        if out_path.exists() and not out_path.is_file():
+            raise UsageError(f"--out {out_path}: not a regular file (a directory, a device?)")
         probe.check_pace()
         settings = probe.settings(
             purged_at=None if stale_before is None else parse_time(stale_before, "--stale-before"),

@@ -11,10 +11,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
-from urllib.parse import urlsplit
 
 from purger.errors import UsageError
-from purger.model import redact_url
+from purger.model import http_url_problem, redact_url
 from purger.names.nameset import Normalization, WeightTransform
 from purger.names.sources import SourceFormat
 from purger.providers import PROVIDER_NAMES
@@ -22,6 +21,7 @@ from purger.providers import PROVIDER_NAMES
 __all__ = [
     "ENV_PREFIX",
     "MAX_CONCURRENCY",
+    "MAX_WORKERS",
     "MODEL_SETTINGS",
     "SETTINGS",
     "Setting",
@@ -48,6 +48,9 @@ _SHOWN_MAX: Final = 60
 MAX_CONCURRENCY: Final = 256
 #: Where a path setting may be a URL instead (``run.state``: a PostgreSQL state).
 _URL_PATHS: Final = ("postgresql://", "postgres://")
+#: Shards purged at once at most. A worker beyond the calls in flight never has a call of
+#: its own, and planning for 10**20 workers (8 shards each) never finished.
+MAX_WORKERS: Final = MAX_CONCURRENCY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +101,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             meaning="an invalid name is an error instead of being skipped"),
     Setting(key="plan.file", kind="path", flag="PLAN_OR_NAMES | plan --out",
             meaning="plan document: purger plan writes it, run and estimate read it"),
-    Setting(key="plan.workers", kind="int", flag="--workers", minimum=1,
+    Setting(key="plan.workers", kind="int", flag="--workers", minimum=1, maximum=MAX_WORKERS,
             meaning="shards purged at once, heaviest first"),
     Setting(key="plan.shards", kind="int", flag="--shards", minimum=1,
             meaning="about this many shards (default 8 per worker)"),
@@ -349,5 +352,4 @@ def shown(value: object) -> str:
 
 
 def _is_url(text: str) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return http_url_problem(text) is None

@@ -142,6 +142,9 @@ def _check_ranges(shards: Sequence[Shard]) -> None:
 def write_plan(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` to ``path`` atomically: a temporary file, fsync, rename."""
     directory = path.parent
+    if path.exists() and not path.is_file():
+        # The rename would put a file where a device or a pipe was (/dev/null, as root).
+        raise InputError("not a regular file: a plan is written only as a file", where=str(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     except OSError as err:

@@ -388,7 +388,8 @@ def _successor(prefix: str) -> str:
 
 def lpt_makespan(weights: Sequence[float], workers: int) -> float:
     """The busiest worker's load when ``workers`` take jobs heaviest first (LPT)."""
-    loads = [0.0] * workers
+    # Workers beyond the jobs would stay idle: any count, even 10**20, costs no memory.
+    loads = [0.0] * max(1, min(workers, len(weights)))
     for weight in sorted(weights, reverse=True):
         heapq.heapreplace(loads, loads[0] + weight)
     return max(loads)

@@ -28,6 +28,11 @@ def api_token(options: ProviderOptions, env: Mapping[str, str], variable: str) -
     if path is None:
         if not from_env:
             raise UsageError(f"{variable} is not set")
+        if not _one_word(from_env):
+            # It goes into a header: a line break there would add headers of its own.
+            raise UsageError(
+                f"{variable} holds white space or control characters; it must hold the token alone"
+            )
         return Secret(from_env)
     if from_env:
         raise UsageError(
@@ -46,9 +51,14 @@ def api_token(options: ProviderOptions, env: Mapping[str, str], variable: str) -
     token = text.strip()  # editors and `echo` add a final newline
     if not token:
         raise UsageError(f"{path}: the token file is empty (--token-file)")
-    if any(c.isspace() for c in token):
+    if not _one_word(token):
         raise UsageError(
             f"{path}: the token file holds more than one word; it must hold the token alone "
             "(--token-file)"
         )
     return Secret(token)
+
+
+def _one_word(token: str) -> bool:
+    """No white space, no control or other unprintable character: the token alone."""
+    return token.isprintable() and not any(c.isspace() for c in token)

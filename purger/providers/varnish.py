@@ -24,7 +24,15 @@ import anyio
 import httpx
 
 from purger.errors import AuthError, RateLimitedError, RejectedError, TransientError, UsageError
-from purger.model import Batch, BatchResult, TargetKind, redact_url, scrub, url_secrets
+from purger.model import (
+    Batch,
+    BatchResult,
+    TargetKind,
+    http_url_problem,
+    redact_url,
+    scrub,
+    url_secrets,
+)
 from purger.providers import ProviderOptions
 from purger.providers._http import retry_after_seconds
 from purger.providers.base import ProviderLimits
@@ -74,8 +82,7 @@ class VarnishProvider:
         if not endpoints:
             raise UsageError("varnish needs at least one --endpoint http://host:port")
         for endpoint in endpoints:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            if http_url_problem(endpoint) or urlsplit(endpoint).query:
                 raise UsageError(f"--endpoint {redact_url(endpoint)!r} is not http://host:port")
         self._client = client
         self._endpoints = tuple(endpoint.rstrip("/") for endpoint in endpoints)

@@ -336,7 +336,7 @@ _WORD = st.text(
 # (a second or more) on first use: the patterns are ASCII, so their alphabet is too.
 _ASCII = st.characters(codec="ascii")
 _URL = st.from_regex(
-    r"https?://[a-z]{1,8}(\.[a-z]{2,4})?(:[0-9]{2,4})?(/[a-z0-9]{0,6})?",
+    r"https?://[a-z]{1,8}(\.[a-z]{2,4})?(:[1-9][0-9]{1,3})?(/[a-z0-9]{0,6})?",  # port 0: refused
     fullmatch=True,
     alphabet=_ASCII,
 )
@@ -353,7 +353,8 @@ def _values_of(setting: Setting) -> st.SearchStrategy[Value]:
             return st.integers(low, int(setting.maximum or 10**9))
         case "float":
             low = setting.minimum if setting.minimum is not None else setting.above or 0.0
-            finite = st.floats(low, 1e12, exclude_min=setting.above is not None)
+            high = setting.maximum if setting.maximum is not None else 1e12
+            finite = st.floats(low, high, exclude_min=setting.above is not None)
             return finite | st.just(math.inf) if setting.infinite else finite
         case "bool":
             return st.booleans()
