@@ -432,6 +432,19 @@ def run_varnish(
 # -- prometheus --------------------------------------------------------------------------
 
 
+def _ready_service(
+    name: str, argv: Sequence[str], directory: Path, port: int, timeout: float
+) -> tuple[_Service, int]:
+    """Start a Prometheus-family server (its ``/-/ready`` answers once it serves) on ``port``."""
+    service = _Service(name, argv, directory / f"{name}.log")
+    try:
+        _wait_until(service, _answers(f"http://127.0.0.1:{port}/-/ready"), timeout, "become ready")
+    except BaseException:
+        service.stop()
+        raise
+    return service, port
+
+
 @dataclass(frozen=True, slots=True)
 class Prometheus:
     url: str
@@ -524,14 +537,7 @@ def run_prometheus(
                 "--storage.tsdb.retention.time=1d",
                 "--log.level=warn",
             ]
-            service = _Service("prometheus", argv, directory / "prometheus.log")
-            try:
-                ready = f"http://127.0.0.1:{port}/-/ready"
-                _wait_until(service, _answers(ready), timeout, "become ready")
-            except BaseException:
-                service.stop()
-                raise
-            return service, port
+            return _ready_service("prometheus", argv, directory, port, timeout)
 
         service, port = _with_free_port(start)
         try:
@@ -557,14 +563,7 @@ def run_pushgateway(*, timeout: float = 30.0) -> Iterator[str]:
 
         def start(port: int) -> tuple[_Service, int]:
             argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-            service = _Service("pushgateway", argv, directory / "pushgateway.log")
-            try:
-                ready = f"http://127.0.0.1:{port}/-/ready"
-                _wait_until(service, _answers(ready), timeout, "become ready")
-            except BaseException:
-                service.stop()
-                raise
-            return service, port
+            return _ready_service("pushgateway", argv, directory, port, timeout)
 
         service, port = _with_free_port(start)
         try:

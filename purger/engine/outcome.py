@@ -3,13 +3,11 @@ its status, statistics and outcome, and a shard as a live view shows it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from purger.pacing.retrying import RetryPolicy
-from purger.state.sqlite import Failure, RatePoint, ShardProgress
+from purger.state.protocol import ProgressStore
 
 __all__ = [
     "ProgressStore",
@@ -19,21 +17,6 @@ __all__ = [
     "RunStatus",
     "ShardState",
 ]
-
-
-class ProgressStore(Protocol):
-    """What the engine needs of the state store (``purger.state.sqlite.StateStore`` has it)."""
-
-    def progress(self) -> dict[int, ShardProgress]: ...
-
-    def commit(
-        self,
-        updates: Sequence[ShardProgress],
-        failures: Sequence[Failure] = (),
-        status: Mapping[str, str] | None = None,
-        history: Sequence[RatePoint] = (),
-        retried: Sequence[Failure] = (),
-    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,17 +9,12 @@ from typing import Protocol, Self
 
 from purger.state.records import Failure, RatePoint, RunRecord, ShardProgress, StateSummary
 
-__all__ = ["Store"]
+__all__ = ["ProgressStore", "Store"]
 
 
-class Store(Protocol):
-    """One run's durable state, held (locked) by this store until :meth:`close`."""
-
-    def load_run(self) -> RunRecord | None: ...
-
-    def start_run(self, record: RunRecord) -> None: ...
-
-    def check_resume(self, record: RunRecord) -> None: ...
+class ProgressStore(Protocol):
+    """What the run engine needs of a store: the shards' progress, and all-or-nothing
+    commits of what was confirmed."""
 
     def progress(self) -> dict[int, ShardProgress]: ...
 
@@ -31,6 +26,16 @@ class Store(Protocol):
         history: Sequence[RatePoint] = (),
         retried: Sequence[Failure] = (),
     ) -> None: ...
+
+
+class Store(ProgressStore, Protocol):
+    """One run's durable state, held (locked) by this store until :meth:`close`."""
+
+    def load_run(self) -> RunRecord | None: ...
+
+    def start_run(self, record: RunRecord) -> None: ...
+
+    def check_resume(self, record: RunRecord) -> None: ...
 
     def run_id(self) -> str | None: ...
 
