@@ -10,6 +10,7 @@ from typing import Final
 from anyio.streams.memory import MemoryObjectSendStream
 
 from purger.engine.checkpoints import Write
+from purger.engine.retries import RetryNotice
 from purger.pacing.pacer import Clock, Pacer
 from purger.state.sqlite import RatePoint
 
@@ -48,6 +49,16 @@ class RateEstimate:
         """The rate points gathered since the last call."""
         points, self._points = self._points, []
         return points
+
+    def status(self, targets: int, retry: RetryNotice | None) -> dict[str, str]:
+        """What the state keeps of them for ``purger status``."""
+        return {
+            "rate": f"{self.rate:.3f}",
+            "eta_s": "" if self.eta is None else f"{self.eta:.1f}",
+            "targets": str(targets),
+            # ``purger status`` shows it: an unreachable API is the first thing to see.
+            "last_error": "" if retry is None else f"{retry.seen_at} {retry.describe()}",
+        }
 
     async def keep(self, checkpoints: MemoryObjectSendStream[Write]) -> None:
         """Every few seconds: the observed rate (smoothed over about a minute) and the time

@@ -11,13 +11,11 @@ credential stops everything at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
 import anyio
-from anyio import CancelScope
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -25,7 +23,6 @@ from purger.engine.batching import (
     PlannedBatch,
     ShardCursor,
     caps_for,
-    cut_targets,
     names_in,
     shard_batches,
     target_counts,
@@ -41,13 +38,11 @@ from purger.engine.outcome import (
     RunStatus,
     ShardState,
 )
+from purger.engine.queues import RetryItem, resume_queue, retry_queue, shard_states
 from purger.engine.retries import RetryNotice
 from purger.engine.sending import Sender
-from purger.errors import (
-    StateError,
-    UnavailableError,
-)
-from purger.model import Batch, TargetKind
+from purger.engine.stopping import watch_stop
+from purger.errors import StateError, UnavailableError
 from purger.names.nameset import NameSet
 from purger.pacing.pacer import Clock, Pacer
 from purger.planning.estimate import window_per_worker
@@ -176,23 +171,9 @@ class Run:
 
     def shards_now(self) -> tuple[ShardState, ...]:
         """Every shard of the plan, heaviest first (the order workers take them)."""
-        shards = sorted(self._plan.shards, key=lambda s: (-s.weight, s.id))
-        states = []
-        for shard in shards:
-            saved = self._saved.get(shard.id)
-            done = self._shard_targets.get(shard.id, saved.targets_done if saved else 0)
-            states.append(
-                ShardState(
-                    id=shard.id,
-                    start=shard.start,
-                    limit=shard.limit,
-                    weight=shard.weight,
-                    targets_done=done,
-                    targets_total=self._expected.get(shard.id, 0),
-                    done=shard.id in self._done,
-                )
-            )
-        return tuple(states)
+        return shard_states(
+            self._plan.shards, self._saved, self._shard_targets, self._expected, self._done
+        )
 
     def _should_stop(self) -> bool:
         # The event is read directly, not only through the watcher task, so that no batch
@@ -218,22 +199,11 @@ class Run:
 
     async def execute(self, stop: anyio.Event | None = None) -> RunOutcome:
         """Run until every shard is done or a stop is asked for; checkpoint either way."""
-        self._saved = saved = self._store.progress()
-        cursors: dict[int, ShardCursor] = {}
-        queue: list[Shard] = []
-        for shard in sorted(self._plan.shards, key=lambda s: (-s.weight, s.id)):
-            progress = saved.get(shard.id)
-            if progress is not None and progress.done:
-                self._done.add(shard.id)
-                continue
-            cursors[shard.id] = ShardCursor.restore(
-                self._kinds,
-                progress.cursor if progress else None,
-                progress.done_ahead if progress else frozenset(),
-            )
-            self._shard_targets[shard.id] = progress.targets_done if progress else 0
-            queue.append(shard)
-        queue.reverse()  # pop() from the end takes the heaviest first
+        self._saved = self._store.progress()
+        resumed = resume_queue(self._plan.shards, self._saved, self._kinds)
+        self._done.update(resumed.done)
+        self._shard_targets.update(resumed.targets_done)
+        queue, cursors = resumed.queue, resumed.cursors
 
         keeper = self._keeper
 
@@ -261,19 +231,7 @@ class Run:
         from the state (and counted in its shard), each one refused again is kept with
         the provider's new reason. Stops like :meth:`execute`; what was not settled is
         still recorded as failed, for the next retry."""
-        unique = list({(f.kind, f.target): f for f in failures}.values())
-        self._retrying = len(unique)
-        groups: dict[tuple[int, TargetKind], list[Failure]] = {}
-        for failure in unique:
-            groups.setdefault((failure.shard_id, failure.kind), []).append(failure)
-        queue: list[tuple[int, Batch, list[Failure]]] = []
-        for (shard_id, kind), group in sorted(groups.items()):
-            by_target = {f.target: f for f in group}
-            queue.extend(
-                (shard_id, Batch(kind, targets), [by_target[t] for t in targets])
-                for targets in cut_targets([f.target for f in group], self._caps[kind])
-            )
-        queue.reverse()
+        self._retrying, queue = retry_queue(failures, self._caps)
 
         def spawn(workers: TaskGroup, checkpoints: MemoryObjectSendStream[Write]) -> None:
             for _ in range(min(self._pacer.limit.maximum, len(queue))):
@@ -281,7 +239,7 @@ class Run:
 
         await self._drive(stop, spawn)
         statistics = self.statistics()
-        if self._stopping and self._settled < len(unique):
+        if self._stopping and self._settled < self._retrying:
             return RunOutcome(status=RunStatus.STOPPED, statistics=statistics, reason=self._reason)
         status = RunStatus.FAILED_TARGETS if self._failures else RunStatus.DONE
         return RunOutcome(status=status, statistics=statistics)
@@ -342,7 +300,8 @@ class Run:
                 for helper in helpers:
                     watcher.start_soon(helper)
                 async with anyio.create_task_group() as workers:
-                    watcher.start_soon(self._watch, stop, stopped, hurry, workers.cancel_scope)
+                    watch = partial(watch_stop, settings=self._settings, on_stop=self.stop)
+                    watcher.start_soon(watch, stop, stopped, hurry, workers.cancel_scope)
                     spawn(workers, send)
                 await send.send(Write())  # the last status (rate, ETA, last error) too
                 watcher.cancel_scope.cancel()
@@ -351,32 +310,6 @@ class Run:
             raise self._sender.fatal
         if self._state_error is not None:
             raise self._state_error
-
-    async def _watch(
-        self,
-        stop: anyio.Event | None,
-        stopped: anyio.Event,
-        hurry: anyio.Event,
-        workers: CancelScope,
-    ) -> None:
-        """Turn a stop request or the time limit into a stop, then bound the drain."""
-        limit = self._settings.max_duration
-        async with anyio.create_task_group() as relay:
-            if stop is not None:
-                relay.start_soon(self._relay, stop)
-            # The time limit and the drain are wall time, whatever clock paces the run.
-            with anyio.move_on_after(math.inf if limit is None else limit):
-                await stopped.wait()
-            if limit is not None:
-                self.stop(f"time limit of {limit:g} s reached")  # a no-op if stopped before
-            with anyio.move_on_after(self._settings.drain_timeout):
-                await hurry.wait()
-            workers.cancel()
-            relay.cancel_scope.cancel()
-
-    async def _relay(self, stop: anyio.Event) -> None:
-        await stop.wait()
-        self.stop("stop requested")
 
     async def _worker(
         self,
@@ -458,7 +391,7 @@ class Run:
 
     async def _retry_worker(
         self,
-        queue: list[tuple[int, Batch, list[Failure]]],
+        queue: list[RetryItem],
         checkpoints: MemoryObjectSendStream[Write],
     ) -> None:
         while queue and not self._should_stop():
@@ -501,7 +434,8 @@ class Run:
     ) -> None:
         """One group commit, with the status and the rate points gathered since the last."""
         points = self._estimate.take_points()
-        self._store.commit(updates, failures, self._status(), points, retried)
+        status = self._estimate.status(self._sender.targets, self._sender.last_retry)
+        self._store.commit(updates, failures, status, points, retried)
 
     def _left(self) -> list[int]:
         """Targets left, per shard not done (or in all, for a retry)."""
@@ -512,13 +446,3 @@ class Run:
             for shard in self._plan.shards
             if shard.id not in self._done
         ]
-
-    def _status(self) -> dict[str, str]:
-        retry = self._sender.last_retry
-        return {
-            "rate": f"{self._estimate.rate:.3f}",
-            "eta_s": "" if self._estimate.eta is None else f"{self._estimate.eta:.1f}",
-            "targets": str(self._sender.targets),
-            # ``purger status`` shows it: an unreachable API is the first thing to see.
-            "last_error": "" if retry is None else f"{retry.seen_at} {retry.describe()}",
-        }
